@@ -1,0 +1,113 @@
+"""The one error shape of /v1: OpenAI's {"error": {message, type, param, code}}."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+log = logging.getLogger(__name__)
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class APIError(Exception):
+    """An error to send to an OpenAI client with a status, code and optional headers."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None,
+                 param: str | None = None, type: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.type = type or _TYPES.get(status, "server_error")
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body OpenAI clients parse."""
+        return {"error": {"message": self.message, "type": self.type,
+                          "param": self.param, "code": self.code}}
+
+    def response(self) -> web.Response:
+        """This error as an aiohttp response."""
+        return web.json_response(self.body(), status=self.status, headers=self.headers)
+
+
+def bad_request(message: str, param: str | None = None,
+                code: str = "invalid_request_error") -> APIError:
+    """A 400 naming the offending parameter."""
+    return APIError(400, message, param=param, code=code)
+
+
+def model_not_found(model: str) -> APIError:
+    """OpenAI's answer for a model that does not exist or that the key may not use."""
+    return APIError(404, f"The model '{model}' does not exist or you do not have access to it.",
+                    param="model", code="model_not_found")
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure under /v1 into OpenAI's error JSON; never a bare 500 page."""
+    try:
+        return await handler(request)
+    except APIError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 413:
+            message = (f"Request body too large: the limit is {request.client_max_size} bytes.")
+        elif exc.status == 404:
+            message = f"Unknown API route: {request.method} {request.path}."
+        elif exc.status == 405:
+            message = f"Method {request.method} is not allowed on {request.path}."
+        else:
+            message = exc.text or exc.reason
+        err = APIError(exc.status, message, code=_HTTP_CODES.get(exc.status))
+        return err.response()
+    except json.JSONDecodeError as exc:
+        return bad_request(f"Request body is not valid JSON: {exc.msg} at position {exc.pos}.",
+                           code="invalid_json").response()
+    except Exception:
+        # The traceback goes to the log; the client gets a stable shape without internals.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return APIError(500, "Internal gateway error; see the gateway log.",
+                        code="internal_error").response()
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """Read the body as a JSON object, or raise a 400 that says what is wrong."""
+    raw = await request.read()
+    if not raw.strip():
+        raise bad_request("Request body is empty; a JSON object is required.", code="invalid_json")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        detail = f"{exc.msg} at position {exc.pos}" if isinstance(exc, json.JSONDecodeError) \
+            else "not UTF-8"
+        raise bad_request(f"Request body is not valid JSON: {detail}.",
+                          code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise bad_request("Request body must be a JSON object.", code="invalid_json")
+    return body

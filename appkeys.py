@@ -1,0 +1,20 @@
+"""Every typed key stored on the aiohttp Application, declared in one place."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from api.catalog import ModelCatalog
+    from api.upstream import OllamaClient
+    from state.config import Config
+    from state.registry import Registry
+    from state.usage import UsageRecorder
+
+CONFIG: web.AppKey[Config] = web.AppKey("config")
+UPSTREAM: web.AppKey[OllamaClient] = web.AppKey("upstream")
+REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
+CATALOG: web.AppKey[ModelCatalog] = web.AppKey("catalog")
+USAGE: web.AppKey[UsageRecorder] = web.AppKey("usage")
