@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from api.catalog import ModelCatalog
     from api.upstream import OllamaClient
     from state.config import Config
+    from state.limits import Limiter
     from state.registry import Registry
     from state.usage import UsageRecorder
 
@@ -18,3 +19,4 @@ UPSTREAM: web.AppKey[OllamaClient] = web.AppKey("upstream")
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
 CATALOG: web.AppKey[ModelCatalog] = web.AppKey("catalog")
 USAGE: web.AppKey[UsageRecorder] = web.AppKey("usage")
+LIMITER: web.AppKey[Limiter] = web.AppKey("limiter")

@@ -1,11 +1,15 @@
-"""Logging setup: human-readable text or JSON lines on stdout."""
+"""Logging setup: human-readable text or JSON lines on stdout, with the request id."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
 
 from state.config import Config
+
+# The X-Request-ID of the request being handled; set by the /v1 and admin pipelines.
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def setup_logging(config: Config) -> None:

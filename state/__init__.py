@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from appkeys import CONFIG, REGISTRY, USAGE
+from appkeys import CONFIG, LIMITER, REGISTRY, USAGE
+from state.limits import Limiter
 from state.registry import Registry
 from state.usage import UsageRecorder
 
@@ -14,3 +15,4 @@ def setup_state(app: web.Application) -> None:
     config = app[CONFIG]
     app[REGISTRY] = Registry(config)
     app[USAGE] = UsageRecorder()
+    app[LIMITER] = Limiter()

@@ -6,4 +6,13 @@ from aiohttp import web
 
 
 def setup_admin(app: web.Application) -> None:
-    """Register the admin routes (pages, JSON API, static files)."""
+    """Register the admin: auth and sessions, JSON API, usage API, pages and static files."""
+    from web.admin_api import setup_admin_api
+    from web.auth import setup_auth
+    from web.pages import setup_pages
+    from web.usage_api import setup_usage_api
+
+    setup_auth(app)
+    setup_admin_api(app)
+    setup_usage_api(app)
+    setup_pages(app)
