@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -12,7 +14,8 @@ from aiohttp import web
 
 from api import setup_api
 from api.ops import setup_ops
-from appkeys import CONFIG
+from appkeys import CONFIG, REGISTRY
+from logs import setup_request_ids
 from state import setup_state
 from state.config import Config, ConfigError, load_config
 from web import setup_admin
@@ -25,6 +28,7 @@ def create_app(config: Config) -> web.Application:
     """Build the application; no I/O happens here (it runs in cleanup_ctx at startup)."""
     app = web.Application(client_max_size=config.max_body_bytes)
     app[CONFIG] = config
+    setup_request_ids(app)
     setup_state(app)
     setup_api(app)
     setup_admin(app)
@@ -37,6 +41,65 @@ def _config_path(arg: str | None) -> str | None:
     if arg:
         return arg
     return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
+
+
+def _public_base(host: str, port: int) -> str:
+    """The URL to print for a listen address (a wildcard address is shown as localhost)."""
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def _startup_warnings(app: web.Application) -> list[str]:
+    """Loud warnings for insecure setups: keyless /v1, the default admin password."""
+    registry = app[REGISTRY]
+    warnings = []
+    if registry.setting("auth") == "none":
+        warnings.append("auth: none -- /v1 accepts requests WITHOUT an API key. Use this only "
+                        "on a trusted network; set `auth: keys` to require keys.")
+    # The auth module decides what "default password" means (stored hash vs admin/admin).
+    default_pw = getattr(registry, "uses_default_password", None)
+    if callable(default_pw) and default_pw():
+        warnings.append("the admin password is the default (admin/admin). Change it on the "
+                        "admin page or set ADMIN_PASSWORD.")
+    return warnings
+
+
+async def serve(app: web.Application, config: Config) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down gracefully (aiohttp's normal sequence)."""
+    from logs import AccessLog
+
+    # handler_cancellation: a client that disconnects cancels its handler, so a stream's
+    # upstream request is closed at once (the same setting aiohttp's test server uses).
+    runner = web.AppRunner(app, access_log_class=AccessLog,
+                           access_log=logging.getLogger("gateway.access"),
+                           shutdown_timeout=config.shutdown_timeout,
+                           handler_cancellation=True, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        base = _public_base(config.host, config.port)
+        log.info("listening on %s:%s", config.host, config.port)
+        log.info("admin page: %s/admin", base)
+        log.info("OpenAI API: %s/v1  (Ollama at %s)", base, app[REGISTRY].setting("ollama_url"))
+        for warning in _startup_warnings(app):
+            log.warning("SECURITY: %s", warning)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        log.info("shutting down: no new connections; in-flight requests get up to %gs",
+                 config.shutdown_timeout)
+    finally:
+        # Stops listening, runs on_shutdown (open streams get an error frame), waits for
+        # in-flight handlers up to shutdown_timeout, then cleanup_ctx flushes state and usage.
+        await runner.cleanup()
+    log.info("stopped")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,8 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging(config)
     app = create_app(config)
-    web.run_app(app, host=config.host, port=config.port, print=None,
-                shutdown_timeout=config.shutdown_timeout, access_log=None)
+    try:
+        asyncio.run(serve(app, config))
+    except OSError as exc:
+        # Typically the port is taken or the address is not local.
+        log.error("cannot listen on %s:%s: %s", config.host, config.port, exc)
+        return 1
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
     return 0
 
 
