@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from state.limits import Limiter
     from state.registry import Registry
     from state.usage import UsageRecorder
+    from web.auth import AuthState
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 UPSTREAM: web.AppKey[OllamaClient] = web.AppKey("upstream")
@@ -20,3 +21,4 @@ REGISTRY: web.AppKey[Registry] = web.AppKey("registry")
 CATALOG: web.AppKey[ModelCatalog] = web.AppKey("catalog")
 USAGE: web.AppKey[UsageRecorder] = web.AppKey("usage")
 LIMITER: web.AppKey[Limiter] = web.AppKey("limiter")
+AUTH: web.AppKey[AuthState] = web.AppKey("auth")
