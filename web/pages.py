@@ -12,6 +12,7 @@ import jinja2
 from aiohttp import web
 
 from web import auth
+from web.pages_util import fmt_ago, fmt_bytes, fmt_num, fmt_time
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,13 @@ NAV_ITEMS: tuple[tuple[str, str], ...] = (
 )
 # Paths that render without the navigation (nothing else is reachable from them).
 _BARE_PAGES = frozenset({"/admin/login"})
+# Fixed notices picked by `?notice=` after a redirect; no user text is ever reflected.
+NOTICES: dict[str, tuple[str, str]] = {
+    "password": ("ok", "Password changed."),
+    "settings": ("ok", "Settings saved."),
+    "logged_out": ("ok", "You are logged out."),
+    "key_deleted": ("ok", "Key deleted."),
+}
 
 
 async def call(fn: Any, *args: Any) -> Any:
@@ -63,16 +71,104 @@ async def admin_context(request: web.Request) -> dict[str, Any]:
         "show_nav": bool(user) and not forced and path not in _BARE_PAGES,
         "nav_items": NAV_ITEMS,
         "nav_active": _nav_active(path),
+        "flash": _flash(request.query.get("notice", "")),
     }
+
+
+def _flash(name: str) -> dict[str, str] | None:
+    """The notice named in the query string, if it is a known one."""
+    found = NOTICES.get(name)
+    return {"kind": found[0], "text": found[1]} if found else None
+
+
+def safe_next(value: str | None) -> str:
+    """A post-login redirect target: only local admin paths, never another host."""
+    if value and value.startswith("/admin") and not value.startswith("/admin/login") \
+            and "//" not in value and "\\" not in value:
+        return value
+    return "/admin"
+
+
+async def root(request: web.Request) -> web.StreamResponse:
+    """`/` leads to the admin."""
+    raise web.HTTPFound("/admin")
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    """GET: the login form (or straight on when already signed in)."""
+    if await call(auth.current_admin, request):
+        raise web.HTTPFound(safe_next(request.query.get("next")))
+    ctx = {"username": "", "error": None, "next_url": safe_next(request.query.get("next"))}
+    return aiohttp_jinja2.render_template("login.html", request, ctx)
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    """POST: check the credentials; on failure re-render with the username kept."""
+    form = await request.post()
+    username = str(form.get("username", "")).strip()
+    password = str(form.get("password", ""))
+    next_url = safe_next(str(form.get("next", "")))
+    error = await call(auth.check_login, request, username, password)
+    if error:
+        ctx = {"username": username, "error": error, "next_url": next_url}
+        return aiohttp_jinja2.render_template("login.html", request, ctx, status=401)
+    # A default password sends the admin on to /admin/password (the auth middleware enforces it).
+    if await call(auth.must_change_password, request):
+        raise web.HTTPSeeOther("/admin/password")
+    raise web.HTTPSeeOther(next_url)
+
+
+async def logout_submit(request: web.Request) -> web.StreamResponse:
+    """POST: end the session."""
+    await call(auth.logout, request)
+    raise web.HTTPSeeOther("/admin/login?notice=logged_out")
+
+
+async def password_page(request: web.Request) -> web.StreamResponse:
+    """GET: the password form (forced while the default password is in force)."""
+    forced = bool(await call(auth.must_change_password, request))
+    return aiohttp_jinja2.render_template("password.html", request,
+                                          {"forced": forced, "errors": {}})
+
+
+async def password_submit(request: web.Request) -> web.StreamResponse:
+    """POST: change the password; errors are shown next to their fields."""
+    form = await request.post()
+    fields = [str(form.get(name, "")) for name in ("current", "new", "confirm")]
+    errors = await call(auth.change_password, request, *fields)
+    if errors:
+        forced = bool(await call(auth.must_change_password, request))
+        # Passwords are not echoed back into the page (they would sit in the HTML source).
+        return aiohttp_jinja2.render_template("password.html", request,
+                                              {"forced": forced, "errors": errors}, status=400)
+    raise web.HTTPSeeOther("/admin?notice=password")
 
 
 def setup_pages(app: web.Application) -> None:
     """Set up Jinja2 (autoescaped), /admin/static/ and every admin page route."""
+    from web.pages_dashboard import dashboard
+    from web.pages_keys import keys_page
+    from web.pages_models import models_page
+    from web.pages_settings import settings_page
+    from web.pages_try import try_model
+
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=True,
         undefined=jinja2.ChainableUndefined,
         context_processors=[admin_context],
+        filters={"bytes": fmt_bytes, "num": fmt_num, "datetime": fmt_time, "ago": fmt_ago},
     )
     app.router.add_static("/admin/static/", STATIC_DIR, name="admin_static")
+    app.router.add_get("/", root)
+    app.router.add_get("/admin/login", login_page)
+    app.router.add_post("/admin/login", login_submit)
+    app.router.add_post("/admin/logout", logout_submit)
+    app.router.add_get("/admin/password", password_page)
+    app.router.add_post("/admin/password", password_submit)
+    app.router.add_get("/admin", dashboard)
+    app.router.add_get("/admin/models", models_page)
+    app.router.add_get("/admin/keys", keys_page)
+    app.router.add_get("/admin/settings", settings_page)
+    app.router.add_post("/admin/try", try_model)

@@ -68,6 +68,22 @@
     return slot;
   }
 
+  /* Show an API error: next to the field(s) it names, and a summary in the form's general slot. */
+  function showApiError(root, data, fallback, mapField) {
+    var map = mapField || function (f) { return f; };
+    var err = data && data.error && typeof data.error === "object" ? data.error : {};
+    var msg = errorMessage(data, fallback);
+    var fields = err.fields || {};
+    Object.keys(fields).forEach(function (f) { showError(root, map(f), fields[f]); });
+    var field = map(errorField(data));
+    if (field) {
+      showError(root, field, msg);
+      showError(root, null, "Not saved: " + msg);
+    } else {
+      showError(root, null, msg);
+    }
+  }
+
   function copyText(text, button) {
     function done(ok) {
       if (!button) return;
@@ -122,6 +138,7 @@
     errorField: errorField,
     clearErrors: clearErrors,
     showError: showError,
+    showApiError: showApiError,
     copyText: copyText,
   };
 })();

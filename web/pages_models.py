@@ -1,0 +1,74 @@
+"""The models page: the catalog table, enable/disable, and the overrides editor."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from api.errors import APIError
+from appkeys import CATALOG, REGISTRY
+from state.registry import Registry, canonical_model
+from web.pages_util import EDITOR_CHOICES, option_rows
+
+log = logging.getLogger(__name__)
+
+
+async def list_models(app: web.Application) -> tuple[list[Any], str | None]:
+    """The catalog's models and, when Ollama could not be asked, the reason in plain words."""
+    catalog = app.get(CATALOG)
+    if catalog is None:
+        return [], "the model catalog is not available"
+    try:
+        found = catalog.list_models()
+        if inspect.isawaitable(found):
+            found = await found
+    except APIError as exc:
+        return [], exc.message
+    return list(found), None
+
+
+def _config_entry(registry: Registry, name: str) -> Any:
+    """The config.yaml `models:` entry for a model (any spelling of its name), or None."""
+    canon = canonical_model(name)
+    for cfg_name, entry in registry.config.models.items():
+        if canonical_model(cfg_name) == canon:
+            return entry
+    return None
+
+
+def model_row(registry: Registry, info: Any) -> dict[str, Any]:
+    """Everything the models table and editor show about one model."""
+    name = info.name
+    eff = registry.model_settings(name)
+    ui = registry.model_state.get(canonical_model(name), {})
+    cfg = _config_entry(registry, name)
+    cfg_overrides = dict(cfg.overrides) if cfg else {}
+    cfg_enforce = dict(cfg.enforce) if cfg else {}
+    rows = option_rows(ui.get("overrides"), ui.get("enforce"), cfg_overrides, cfg_enforce)
+    return {
+        "name": name,
+        "display_name": eff.display_name or getattr(info, "display_name", None),
+        "ui_display_name": ui.get("display_name"),
+        "display_locked": bool(cfg and cfg.display_name),
+        "capabilities": list(getattr(info, "capabilities", None) or []),
+        "context_length": getattr(info, "context_length", None),
+        "parameter_size": getattr(info, "parameter_size", None),
+        "quantization": getattr(info, "quantization", None),
+        "enabled": eff.enabled,
+        "enabled_locked": bool(cfg and cfg.enabled is not None),
+        "override_count": len(eff.overrides) + len(eff.enforce),
+        "rows": rows,
+    }
+
+
+async def models_page(request: web.Request) -> web.StreamResponse:
+    """GET /admin/models."""
+    registry = request.app[REGISTRY]
+    found, error = await list_models(request.app)
+    models = [model_row(registry, info) for info in found]
+    return aiohttp_jinja2.render_template("models.html", request, {
+        "models": models, "catalog_error": error, "choices": EDITOR_CHOICES})

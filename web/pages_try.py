@@ -1,0 +1,109 @@
+"""POST /admin/try: send a short prompt through the gateway's own chat translation.
+
+The admin does not paste a key: the handler builds the OpenAI request a client would send,
+translates it with the same functions /v1 uses (model overrides, enforce, global defaults,
+reasoning mode), streams it from Ollama and translates the answer back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from api.chat_request import from_chat_request
+from api.chat_response import to_chat_completion
+from api.errors import APIError
+from api.options import OptionError
+from api.params import reasoning_mode
+from api.upstream import UpstreamBroken
+from appkeys import CATALOG, REGISTRY, UPSTREAM
+from web.jsonapi import AdminError, json_error, read_json
+
+log = logging.getLogger(__name__)
+
+MAX_PROMPT = 4000
+# A first request may load the model; give it time, but never hang the admin forever.
+TRY_TIMEOUT = 300.0
+
+
+def plan_body(prompt: str) -> dict[str, Any]:
+    """The OpenAI chat request the "try it" box stands for."""
+    return {"messages": [{"role": "user", "content": prompt}], "stream": False}
+
+
+def answer_of(completion: dict[str, Any]) -> dict[str, Any]:
+    """Content, reasoning and usage out of a chat.completion."""
+    message = completion["choices"][0]["message"] if completion.get("choices") else {}
+    reasoning = message.get("reasoning_content") or message.get("reasoning") or ""
+    return {"content": message.get("content") or "", "reasoning": reasoning,
+            "finish_reason": (completion.get("choices") or [{}])[0].get("finish_reason"),
+            "usage": completion.get("usage") or {}}
+
+
+async def _run(app: web.Application, native: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stream the native request to Ollama and collect every line."""
+    stream = await app[UPSTREAM].open_stream("/api/chat", native)
+    lines: list[dict[str, Any]] = []
+    try:
+        async for line in stream:
+            if isinstance(line.get("error"), str):
+                raise APIError(502, f"Ollama stopped with an error: {line['error']}")
+            lines.append(line)
+    finally:
+        stream.close()
+    return lines
+
+
+async def try_model(request: web.Request) -> web.StreamResponse:
+    """Run one short prompt; answer {content, reasoning, usage, latency_ms} or an error."""
+    app = request.app
+    try:
+        body = await read_json(request, frozenset({"model", "prompt"}))
+    except AdminError as exc:
+        return exc.response()
+    name, prompt = body.get("model"), body.get("prompt")
+    if not isinstance(name, str) or not name.strip():
+        return json_error(400, "Choose a model.", "model")
+    if not isinstance(prompt, str) or not prompt.strip():
+        return json_error(400, "Type a prompt.", "prompt")
+    if len(prompt) > MAX_PROMPT:
+        return json_error(400, f"Keep the prompt under {MAX_PROMPT} characters.", "prompt")
+    registry = app[REGISTRY]
+    try:
+        info = await app[CATALOG].resolve(name)
+    except APIError as exc:
+        return json_error(502, exc.message, "model")
+    if info is None:
+        return json_error(404, f"Ollama has no model named '{name}'.", "model")
+    eff = registry.model_settings(info.name)
+    if not eff.enabled:
+        return json_error(400, f"'{info.name}' is disabled; enable it to try it.", "model")
+    defaults = registry.setting("defaults") or {}
+    try:
+        plan = from_chat_request(plan_body(prompt), model=info.name,
+                                 capabilities=set(info.capabilities) or None,
+                                 overrides=eff.overrides, enforce=eff.enforce,
+                                 defaults=defaults)
+    except OptionError as exc:
+        return json_error(400, str(exc), "model")
+    mode = reasoning_mode(eff.reasoning_output, eff.overrides, defaults,
+                          registry.setting("reasoning_output"))
+    started = time.monotonic()
+    try:
+        lines = await asyncio.wait_for(_run(app, plan.native), TRY_TIMEOUT)
+    except APIError as exc:
+        return json_error(502 if exc.status >= 500 else 400, exc.message, "_form")
+    except UpstreamBroken as exc:
+        return json_error(502, str(exc), "_form")
+    except TimeoutError:
+        return json_error(504, f"No complete answer within {TRY_TIMEOUT:.0f} seconds.", "_form")
+    # Show reasoning separately whatever the mode, unless the admin hides it.
+    shown = "hidden" if mode == "hidden" else "reasoning_content"
+    out = answer_of(to_chat_completion(lines, info.public_id, shown))
+    out.update(model=info.public_id, reasoning_mode=mode,
+               latency_ms=round((time.monotonic() - started) * 1000, 1))
+    return web.json_response(out)
