@@ -58,11 +58,11 @@ def _startup_warnings(app: web.Application) -> list[str]:
     if registry.setting("auth") == "none":
         warnings.append("auth: none -- /v1 accepts requests WITHOUT an API key. Use this only "
                         "on a trusted network; set `auth: keys` to require keys.")
-    # The auth module decides what "default password" means (stored hash vs admin/admin).
-    default_pw = getattr(registry, "uses_default_password", None)
-    if callable(default_pw) and default_pw():
-        warnings.append("the admin password is the default (admin/admin). Change it on the "
-                        "admin page or set ADMIN_PASSWORD.")
+    # No stored hash means the built-in admin/admin is in force (ADMIN_PASSWORD, when set,
+    # has been stored by the time the server listens).
+    if getattr(registry, "admin_password_hash", "") is None:
+        warnings.append("the admin password is the default (admin/admin). Change it at "
+                        "/admin (you will be asked to) or set ADMIN_PASSWORD.")
     return warnings
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -179,6 +180,8 @@ async def test_no_secret_in_logs(aiohttp_server: Any, aiohttp_client: Any,
         await client.post("/admin/login", data={"username": "admin", "password": password})
         await client.post("/admin/api/login",
                           json={"username": "admin", "password": password})
+    basic = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
+    await client.get("/admin/api/session", headers={"Authorization": f"Basic {basic}"})
     # A handler that logs what it should not: the redaction filter still catches it.
     logging.getLogger("careless").warning("request headers: %s", dict(headers))
     logging.getLogger("careless").info("login form password=%s", ADMIN_PASSWORD)
@@ -189,5 +192,5 @@ async def test_no_secret_in_logs(aiohttp_server: Any, aiohttp_client: Any,
 
     output = stream.getvalue()
     assert "careless" in output and "failure" in output and "Traceback" in output
-    for value in (secret, secret[3:], ADMIN_PASSWORD, SESSION_SECRET):
+    for value in (secret, secret[3:], ADMIN_PASSWORD, SESSION_SECRET, basic):
         assert value not in output

@@ -121,7 +121,16 @@ async def test_startup_lines_and_idle_sigterm(gateway_proc: Any) -> None:
     assert f"admin page: http://127.0.0.1:{gw.port}/admin" in out
     assert f"OpenAI API: http://127.0.0.1:{gw.port}/v1" in out
     assert "WARNING" in out and "auth: none" in out
+    assert "admin password is the default" in out
     assert "shutting down" in out and "Traceback" not in out
+
+
+async def test_no_warnings_when_secured(gateway_proc: Any) -> None:
+    gw = await gateway_proc("auth: keys\nadmin_password: a-Str0ng-passphrase\n")
+    gw.proc.send_signal(signal.SIGTERM)
+    assert await gw.wait_exit(SHUTDOWN_TIMEOUT + 5) == 0
+    assert "SECURITY" not in gw.output and "WARNING" not in gw.output, gw.output
+    assert "a-Str0ng-passphrase" not in gw.output
 
 
 async def test_port_in_use_is_a_clear_error(gateway_proc: Any, tmp_path: Path) -> None:
