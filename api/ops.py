@@ -1,15 +1,150 @@
-"""Operations endpoints: /healthz, /readyz and /metrics."""
+"""Operations endpoints: /healthz, /readyz and /metrics, plus the usage recorder's lifecycle."""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
 from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from api.errors import APIError
+from appkeys import CONFIG, REGISTRY, UPSTREAM, USAGE
+from state.usage_metrics import TTLCache, UsageMetrics, endpoint_label
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT = 2.0  # seconds: probes must stay cheap even when Ollama hangs
+PS_CACHE_SECONDS = 5.0
+READY_CACHE_SECONDS = 1.0
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process answers."""
-    return web.json_response({"status": "ok"})
+class Ops:
+    """The operations handlers and the state they share (metrics, probe caches)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.metrics = UsageMetrics()
+        self.started = False
+        self._ps = TTLCache(PS_CACHE_SECONDS)
+        self._ready = TTLCache(READY_CACHE_SECONDS)
+        self._ps_lock = asyncio.Lock()
+        self._ready_lock = asyncio.Lock()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def usage_ctx(self, app: web.Application) -> AsyncIterator[None]:
+        """Open the usage database after state has loaded; flush and close it at shutdown."""
+        recorder = app[USAGE]
+        if recorder.data_dir is None:
+            recorder.data_dir = app[CONFIG].data_path
+        if recorder.settings is None:
+            recorder.settings = app[REGISTRY].setting
+        await recorder.start()
+        # Registered after the state's cleanup_ctx, so getting here means state loaded.
+        self.started = True
+        try:
+            yield
+        finally:
+            self.started = False
+            await recorder.close()
+
+    @web.middleware
+    async def in_flight(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Count /v1 requests being handled (streams included: the handler writes them)."""
+        if not request.path.startswith("/v1/"):
+            return await handler(request)
+        gauge = self.metrics.in_flight.labels(endpoint_label(request.path))
+        gauge.inc()
+        try:
+            return await handler(request)
+        finally:
+            gauge.dec()
+
+    # -- probes -------------------------------------------------------------------------------
+    async def healthz(self, request: web.Request) -> web.Response:
+        """Liveness: the process answers."""
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """Readiness: state loaded and Ollama reachable (checked at most once a second)."""
+        result = self._ready.get()
+        if result is None:
+            async with self._ready_lock:
+                result = self._ready.get()
+                if result is None:
+                    result = await self._check_ready()
+                    self._ready.put(result)
+        checks: dict[str, Any] = dict(result)
+        checks["state"] = "ok" if self.started else "loading"
+        checks["usage_db"] = "ok" if self.app[USAGE].available else "unavailable"
+        ready = checks["state"] == "ok" and checks["ollama"] == "ok"
+        return web.json_response({"status": "ready" if ready else "not ready",
+                                  "checks": checks}, status=200 if ready else 503)
+
+    async def _check_ready(self) -> dict[str, Any]:
+        """Ask Ollama for its version with a short timeout."""
+        try:
+            data = await self.app[UPSTREAM].request_json("GET", "/api/version",
+                                                         total=PROBE_TIMEOUT)
+        except APIError as exc:
+            self.metrics.upstream_up.set(0)
+            return {"ollama": exc.message}
+        except RuntimeError:  # the upstream session is not open (startup or shutdown)
+            return {"ollama": "the upstream client is not started"}
+        self.metrics.upstream_up.set(1)
+        return {"ollama": "ok", "ollama_version": data.get("version")}
+
+    # -- metrics ------------------------------------------------------------------------------
+    async def metrics_handler(self, request: web.Request) -> web.Response:
+        """Prometheus exposition; requires `Authorization: Bearer <metrics_token>` when set."""
+        token = self.app[REGISTRY].setting("metrics_token")
+        if token:
+            given = request.headers.get("Authorization", "")
+            scheme, _, value = given.partition(" ")
+            ok = hmac.compare_digest(value.strip().encode(), str(token).encode())
+            if scheme.lower() != "bearer" or not ok:
+                return web.json_response(
+                    {"error": {"message": "This endpoint needs 'Authorization: Bearer <token>' "
+                               "with the configured metrics_token.", "type": "auth_error"}},
+                    status=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        await self.refresh_upstream()
+        return web.Response(body=self.metrics.exposition(),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def refresh_upstream(self) -> None:
+        """Update the upstream gauges from /api/ps, at most every few seconds."""
+        if self._ps.get() is not None:
+            return
+        async with self._ps_lock:
+            if self._ps.get() is not None:
+                return
+            started = time.monotonic()
+            try:
+                data = await self.app[UPSTREAM].request_json("GET", "/api/ps",
+                                                             total=PROBE_TIMEOUT)
+            except (APIError, RuntimeError) as exc:
+                log.debug("metrics: /api/ps failed: %s", exc)
+                self.metrics.set_upstream(False, None)
+            else:
+                models = data.get("models")
+                self.metrics.set_upstream(True, [m for m in models if isinstance(m, dict)]
+                                          if isinstance(models, list) else [])
+            log.debug("metrics: upstream check took %.1f ms",
+                      (time.monotonic() - started) * 1000)
+            self._ps.put(True)
 
 
 def setup_ops(app: web.Application) -> None:
-    """Register the operations routes."""
-    app.router.add_get("/healthz", healthz)
+    """Register /healthz, /readyz, /metrics, the in-flight middleware and the usage store."""
+    ops = Ops(app)
+    ops.metrics.watch_recorder(app[USAGE])
+    app.cleanup_ctx.append(ops.usage_ctx)
+    app.middlewares.append(ops.in_flight)
+    app.router.add_get("/healthz", ops.healthz)
+    app.router.add_get("/readyz", ops.readyz)
+    app.router.add_get("/metrics", ops.metrics_handler)

@@ -1,0 +1,151 @@
+"""Prometheus metrics fed from usage records, on a per-app CollectorRegistry."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from state.usage import RecorderStats, RequestRecord, UsageRecorder
+
+PREFIX = "ollama2openai"
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+KNOWN_ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+                             "/v1/models", "/v1/responses"})
+_NAME = re.compile(r"[a-z][a-z0-9_.]{0,39}")
+
+
+def endpoint_label(endpoint: str) -> str:
+    """A bounded label for an endpoint: client-typed unknown paths must not add series."""
+    if endpoint in KNOWN_ENDPOINTS:
+        return endpoint
+    if endpoint.startswith("/v1/models/"):
+        return "/v1/models/{model}"
+    if _NAME.fullmatch(endpoint):  # a name set by the pipeline, e.g. "chat.completions"
+        return endpoint
+    return "other"
+
+
+def model_label(rec: RequestRecord) -> str:
+    """The resolved model; a name the gateway never resolved is client text, so `unknown`."""
+    return rec.ollama_model or "unknown"
+
+
+class UsageMetrics:
+    """Request counters and histograms, in-flight gauge and upstream gauges for one app."""
+
+    def __init__(self) -> None:
+        # A registry per app: tests build many apps, and the global one would collide.
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(f"{PREFIX}_requests", "API requests by key, model, endpoint "
+                                "and HTTP status.", ["key", "model", "endpoint", "status"],
+                                registry=r)
+        self.cancelled = Counter(f"{PREFIX}_requests_cancelled", "API requests whose client "
+                                 "disconnected before the end.", ["endpoint"], registry=r)
+        self.tokens = Counter(f"{PREFIX}_tokens", "Tokens by key, model and type (prompt, "
+                              "completion).", ["key", "model", "type"], registry=r)
+        self.latency = Histogram(f"{PREFIX}_request_duration_seconds", "Total request latency.",
+                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram(f"{PREFIX}_time_to_first_token_seconds", "Time to the first "
+                              "generated token.", ["endpoint"], buckets=TTFT_BUCKETS, registry=r)
+        self.in_flight = Gauge(f"{PREFIX}_requests_in_flight", "API requests being handled.",
+                               ["endpoint"], registry=r)
+        self.upstream_up = Gauge(f"{PREFIX}_upstream_up", "1 if Ollama answered the last "
+                                 "check, else 0.", registry=r)
+        self.loaded_models = Gauge(f"{PREFIX}_upstream_loaded_models", "Models loaded in "
+                                   "Ollama (/api/ps).", registry=r)
+        self.model_loaded = Gauge(f"{PREFIX}_upstream_model_loaded", "1 for each model loaded "
+                                  "in Ollama.", ["model"], registry=r)
+        self.model_vram = Gauge(f"{PREFIX}_upstream_model_vram_bytes", "VRAM used by a loaded "
+                                "model.", ["model"], registry=r)
+        self.upstream_up.set(0)
+        for endpoint in KNOWN_ENDPOINTS:  # expose 0 before the first request
+            self.in_flight.labels(endpoint)
+
+    def observe(self, rec: RequestRecord) -> None:
+        """Count one finished request (a UsageRecorder listener)."""
+        key = rec.key_name or "none"
+        model = model_label(rec)
+        endpoint = endpoint_label(rec.endpoint)
+        self.requests.labels(key, model, endpoint, str(rec.status)).inc()
+        if rec.cancelled:
+            self.cancelled.labels(endpoint).inc()
+        if rec.prompt_tokens:
+            self.tokens.labels(key, model, "prompt").inc(rec.prompt_tokens)
+        if rec.completion_tokens:
+            self.tokens.labels(key, model, "completion").inc(rec.completion_tokens)
+        self.latency.labels(endpoint).observe(max(rec.latency_ms, 0.0) / 1000.0)
+        if rec.ttft_ms is not None:
+            self.ttft.labels(endpoint).observe(max(rec.ttft_ms, 0.0) / 1000.0)
+
+    def set_upstream(self, up: bool, models: list[dict[str, Any]] | None) -> None:
+        """Record the result of an upstream check (models from /api/ps, None if unknown)."""
+        self.upstream_up.set(1 if up else 0)
+        self.model_loaded.clear()
+        self.model_vram.clear()
+        models = models or []
+        self.loaded_models.set(len(models))
+        for m in models:
+            name = str(m.get("name") or m.get("model") or "")
+            if not name:
+                continue
+            self.model_loaded.labels(name).set(1)
+            vram = m.get("size_vram")
+            if isinstance(vram, int | float) and not isinstance(vram, bool):
+                self.model_vram.labels(name).set(vram)
+
+    def watch_recorder(self, recorder: UsageRecorder) -> None:
+        """Feed from the recorder and export its own health counters."""
+        recorder.add_listener(self.observe)
+        self.registry.register(_RecorderCollector(recorder))
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of everything registered."""
+        return generate_latest(self.registry)
+
+
+class _RecorderCollector(Collector):
+    """Exports the usage recorder's counters at scrape time."""
+
+    def __init__(self, recorder: UsageRecorder) -> None:
+        self.recorder = recorder
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        """Yield the recorder metrics."""
+        stats: RecorderStats = self.recorder.stats
+        yield CounterMetricFamily(f"{PREFIX}_usage_recorder_errors", "Failed usage database "
+                                  "writes (disk full, database locked).", stats.write_errors)
+        yield CounterMetricFamily(f"{PREFIX}_usage_recorder_dropped", "Usage records given up "
+                                  "on (queue full or database unavailable).", stats.dropped)
+        yield CounterMetricFamily(f"{PREFIX}_usage_records_written", "Usage records stored.",
+                                  stats.written)
+        yield GaugeMetricFamily(f"{PREFIX}_usage_recorder_queue", "Usage records waiting to "
+                                "be written.", self.recorder.queued)
+        yield GaugeMetricFamily(f"{PREFIX}_usage_db_available", "1 if the usage database is "
+                                "open.", 1 if self.recorder.available else 0)
+
+
+class TTLCache:
+    """A single cached value with an expiry time."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.value: Any = None
+        self.expires = 0.0
+
+    def get(self) -> Any:
+        """The value if fresh, else None."""
+        return self.value if time.monotonic() < self.expires else None
+
+    def put(self, value: Any) -> None:
+        """Store a value for ttl seconds."""
+        self.value = value
+        self.expires = time.monotonic() + self.ttl
