@@ -439,10 +439,10 @@ class FakeOllama:
             # aiohttp cancels the handler when the client goes away; count that too.
             if not finished:
                 self._note_disconnect()
-        if script.drop or any("error" in ln for ln in lines):
-            # Cut the connection without the chunked terminator: the client sees a broken body.
+        if script.drop:
+            # Close after flushing, without the chunked terminator: a broken body.
             if request.transport is not None:
-                request.transport.abort()
+                request.transport.close()
             return resp
         await resp.write_eof()
         return resp

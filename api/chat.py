@@ -1,0 +1,169 @@
+"""POST /v1/chat/completions: the handler that ties translation, upstream and SSE together."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import web
+
+from api.chat_request import ChatPlan, from_chat_request
+from api.chat_response import (
+    ChoiceTranslator,
+    chunk,
+    completion,
+    completion_id,
+    merge_usage,
+)
+from api.errors import APIError, bad_request, read_json_object
+from api.images import resolve_images
+from api.options import OptionError
+from api.params import reasoning_mode
+from api.pipeline import CALL, V1Call
+from api.relay import StreamFailed, merged
+from api.streaming import OpenStreams, SSEStream
+from api.upstream import UpstreamStream
+from appkeys import REGISTRY, UPSTREAM
+
+
+def native_bodies(native: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """The n native requests of a fan-out; with a seed, each choice gets seed + i."""
+    bodies = [native]
+    seed = (native.get("options") or {}).get("seed")
+    for i in range(1, n):
+        body = dict(native)
+        if seed is not None:
+            body["options"] = {**native["options"], "seed": seed + i}
+        bodies.append(body)
+    return bodies
+
+
+async def open_all(request: web.Request, path: str,
+                   bodies: list[dict[str, Any]]) -> list[UpstreamStream]:
+    """Open every upstream stream before answering, so failures keep their real status."""
+    client = request.app[UPSTREAM]
+    results = await asyncio.gather(*(client.open_stream(path, b) for b in bodies),
+                                   return_exceptions=True)
+    streams = [r for r in results if isinstance(r, UpstreamStream)]
+    for r in results:
+        if isinstance(r, BaseException):
+            for s in streams:
+                s.close()
+            raise r
+    return streams
+
+
+class ChatHandler:
+    """Handles chat completions; `streams` tracks open SSE answers for shutdown."""
+
+    def __init__(self, streams: OpenStreams) -> None:
+        self.streams = streams
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/chat/completions."""
+        call = request[CALL]
+        call.authenticate()
+        body = await read_json_object(request)
+        info = await call.resolve_model(body.get("model"))
+        registry = request.app[REGISTRY]
+        settings = registry.model_settings(info.name)
+        defaults = registry.setting("defaults") or {}
+        try:
+            plan = from_chat_request(
+                body, model=info.name, overrides=settings.overrides, enforce=settings.enforce,
+                defaults=defaults,
+                capabilities=set(info.capabilities) if info.capabilities_known else None)
+        except OptionError as exc:
+            raise bad_request(str(exc), exc.param) from None
+        mode = reasoning_mode(settings.reasoning_output, settings.overrides, defaults,
+                              registry.setting("reasoning_output"))
+        call.record.stream = plan.stream
+        call.admit()
+        if plan.image_urls:
+            await resolve_images(
+                request.app[UPSTREAM].session, plan.native["messages"],
+                enabled=bool(registry.setting("image_fetch")),
+                max_bytes=int(registry.setting("image_max_bytes")),
+                time_limit=float(registry.setting("image_timeout")),
+                allow_private=bool(registry.setting("image_allow_private")))
+        translators = [ChoiceTranslator(index=i, reasoning_mode=mode,
+                                        tool_choice=plan.tool_choice,
+                                        parallel_tool_calls=plan.parallel_tool_calls,
+                                        logprobs=plan.logprobs) for i in range(plan.n)]
+        upstreams = await open_all(request, "/api/chat", native_bodies(plan.native, plan.n))
+        label = body["model"]
+        if plan.stream:
+            return await self._stream(request, call, plan, translators, upstreams, label)
+        return await self._complete(call, translators, upstreams, label)
+
+    async def _complete(self, call: V1Call, translators: list[ChoiceTranslator],
+                        upstreams: list[UpstreamStream], label: str) -> web.Response:
+        """A non-streaming answer, read from native streams (early errors, no long buffers)."""
+        try:
+            async for i, line in merged(upstreams):
+                translators[i].feed(line)
+                call.first_token()
+        except StreamFailed as exc:
+            raise exc.api_error() from None
+        finally:
+            for s in upstreams:
+                s.close()
+        usage = self._account(call, translators)
+        body = completion(completion_id(), int(time.time()), label,
+                          [t.choice() for t in translators], usage)
+        return web.json_response(body)
+
+    @staticmethod
+    def _account(call: V1Call, translators: list[ChoiceTranslator]) -> dict[str, Any]:
+        """Merge usage over choices, count it on the call, note speed metrics."""
+        usage = (translators[0].usage() if len(translators) == 1
+                 else merge_usage([t.usage() for t in translators]))
+        call.add_usage(usage["prompt_tokens"], usage["completion_tokens"])
+        call.note_metrics(translators[0].final)
+        return usage
+
+    async def _stream(self, request: web.Request, call: V1Call, plan: ChatPlan,
+                      translators: list[ChoiceTranslator], upstreams: list[UpstreamStream],
+                      label: str) -> web.StreamResponse:
+        """A streaming answer: one SSE chunk per native piece, then finish, usage, [DONE]."""
+        sse = SSEStream(request, call.headers)
+        sse.upstreams = upstreams
+        self.streams.add(sse)
+        cid, created = completion_id(), int(time.time())
+        include_usage = plan.include_usage
+        try:
+            await sse.open()
+            try:
+                async for i, line in merged(upstreams):
+                    choices = translators[i].feed(line)
+                    if choices:
+                        call.first_token()
+                    for choice in choices:
+                        await sse.send(chunk(cid, created, label, [choice], include_usage))
+            except StreamFailed as exc:
+                failure = exc if not sse.shutting_down else StreamFailed(
+                    "The gateway is shutting down; this stream was ended.", "server_shutdown")
+                call.record.error_code = failure.code
+                self._account(call, translators)
+                await sse.send_error(failure.message, failure.code)
+                await sse.end()
+                return sse.response
+            usage = self._account(call, translators)
+            if include_usage:
+                await sse.send(chunk(cid, created, label, [], True, usage))
+            await sse.done()
+        except ConnectionError:
+            # The client went away: close the upstream now so Ollama stops generating.
+            call.record.cancelled = True
+            call.record.status = 499
+            call.record.error_code = "client_closed"
+        finally:
+            sse.abort_upstreams()
+            self.streams.discard(sse)
+        return sse.response
+
+
+def raise_for_option(exc: OptionError) -> APIError:
+    """An OptionError as a 400 naming the parameter."""
+    return bad_request(str(exc), exc.param)

@@ -1,0 +1,330 @@
+"""OpenAI chat request -> native /api/chat body (pure; no I/O).
+
+How `tool_choice` is honoured (Ollama cannot force a tool call natively):
+- "none": the tools are not sent (tool history in messages is still sent), and any call the
+  model makes anyway is discarded.
+- "auto" or absent: the tools are sent as they are.
+- "required": all tools are sent, plus a system message telling the model it must answer by
+  calling one of them. If it answers with text anyway, that text is returned as is
+  (finish_reason "stop"); the gateway does not retry.
+- a named function {"type": "function", "function": {"name": X}}: only tool X is sent, with a
+  system message telling the model to call X. A name that is not among `tools` is a 400.
+- `parallel_tool_calls: false`: only the first call the model makes is returned.
+
+http(s) image URLs are left in `images` as URLs; api.images fetches them before sending.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.options import OptionError
+from api.params import Params, apply_capabilities, layer_params, native_fields, read_params
+from api.schema import normalize_parameters
+
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
+         "tool": "tool", "function": "tool"}
+MAX_N = 16
+
+
+@dataclass
+class ChatPlan:
+    """The native request plus what the response side needs to know."""
+
+    native: dict[str, Any]
+    stream: bool = False
+    include_usage: bool = False
+    n: int = 1
+    tool_choice: str = "auto"  # auto | none | required | named
+    parallel_tool_calls: bool = True
+    logprobs: bool = False
+    image_urls: list[str] = field(default_factory=list)
+
+
+def from_chat_request(body: Mapping[str, Any], *, model: str, capabilities: set[str] | None,
+                      overrides: Mapping[str, Any], enforce: Mapping[str, Any],
+                      defaults: Mapping[str, Any]) -> ChatPlan:
+    """Translate a whole chat request; raise OptionError naming the bad parameter."""
+    messages = convert_messages(body.get("messages"))
+    params: Params = layer_params(read_params(body), overrides, enforce, defaults)
+    apply_capabilities(params, capabilities)
+    native: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
+    native.update(native_fields(params))
+    fmt = response_format(body.get("response_format"))
+    if fmt is not None:
+        native["format"] = fmt
+    tools, nudge, mode = convert_tools(body.get("tools"), body.get("tool_choice"))
+    if tools:
+        if capabilities is not None and "tools" not in capabilities:
+            raise OptionError("tools", f"The model '{model}' does not support tools.")
+        native["tools"] = tools
+    if nudge:
+        native["messages"] = [{"role": "system", "content": nudge}, *messages]
+    plan = ChatPlan(native=native, tool_choice=mode)
+    plan.stream = _bool(body, "stream", False)
+    stream_options = body.get("stream_options")
+    if stream_options is not None:
+        if not isinstance(stream_options, Mapping):
+            raise OptionError("stream_options", "'stream_options' must be an object.")
+        plan.include_usage = _bool(stream_options, "include_usage", False,
+                                   "stream_options.include_usage")
+    plan.parallel_tool_calls = _bool(body, "parallel_tool_calls", True)
+    plan.n = _int(body, "n", 1, 1, MAX_N)
+    plan.logprobs = _bool(body, "logprobs", False)
+    if plan.logprobs:
+        native["logprobs"] = True
+        if body.get("top_logprobs") is not None:
+            native["top_logprobs"] = _int(body, "top_logprobs", 0, 0, 20)
+    elif body.get("top_logprobs") is not None:
+        raise OptionError("top_logprobs", "'top_logprobs' requires 'logprobs': true.")
+    plan.image_urls = [img for m in messages for img in m.get("images", ())
+                       if img.startswith(("http://", "https://"))]
+    return plan
+
+
+def _bool(body: Mapping[str, Any], name: str, default: bool, param: str | None = None) -> bool:
+    """A boolean field (null means the default)."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise OptionError(param or name, f"'{param or name}' must be true or false.")
+    return value
+
+
+def _int(body: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+    """An integer field within [low, high] (null means the default)."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionError(name, f"'{name}' must be an integer.")
+    if not low <= value <= high:
+        raise OptionError(name, f"'{name}' must be between {low} and {high}.")
+    return value
+
+
+def convert_messages(messages: Any) -> list[dict[str, Any]]:
+    """OpenAI messages -> native messages (parts merged, images gathered, tool names kept)."""
+    if not isinstance(messages, list) or not messages:
+        raise OptionError("messages", "'messages' must be a non-empty array of messages.")
+    out: list[dict[str, Any]] = []
+    call_names: dict[str, str] = {}
+    for i, msg in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(msg, Mapping):
+            raise OptionError(where, f"'{where}' must be an object.")
+        role = msg.get("role")
+        if role not in ROLES:
+            raise OptionError(f"{where}.role", f"'{where}.role' must be one of "
+                                               f"{', '.join(ROLES)}; got {role!r}.")
+        text, images = _content(msg.get("content"), f"{where}.content")
+        native: dict[str, Any] = {"role": ROLES[role], "content": text}
+        if images:
+            native["images"] = images
+        thinking = next((msg[k] for k in ("reasoning_content", "reasoning", "thinking")
+                         if isinstance(msg.get(k), str) and msg[k]), None)
+        if thinking and native["role"] == "assistant":
+            native["thinking"] = thinking
+        if native["role"] == "assistant" and msg.get("tool_calls"):
+            native["tool_calls"] = _tool_calls(msg["tool_calls"], f"{where}.tool_calls",
+                                               call_names)
+        if native["role"] == "tool":
+            call_id = msg.get("tool_call_id")
+            if call_id is not None and not isinstance(call_id, str):
+                raise OptionError(f"{where}.tool_call_id", "'tool_call_id' must be a string.")
+            name = msg.get("name") if isinstance(msg.get("name"), str) else None
+            name = name or (call_names.get(call_id) if call_id else None)
+            if call_id:
+                native["tool_call_id"] = call_id
+            if name:
+                native["tool_name"] = name
+        out.append(native)
+    return out
+
+
+def _content(content: Any, where: str) -> tuple[str, list[str]]:
+    """Message content (string, null or parts) -> (text, images)."""
+    if content is None:
+        return "", []
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        raise OptionError(where, f"'{where}' must be a string or an array of content parts.")
+    texts: list[str] = []
+    images: list[str] = []
+    for j, part in enumerate(content):
+        pw = f"{where}[{j}]"
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        if not isinstance(part, Mapping):
+            raise OptionError(pw, f"'{pw}' must be a content part object.")
+        kind = part.get("type")
+        if kind in ("text", "input_text", "output_text"):
+            if not isinstance(part.get("text"), str):
+                raise OptionError(f"{pw}.text", f"'{pw}.text' must be a string.")
+            texts.append(part["text"])
+        elif kind == "refusal":
+            texts.append(str(part.get("refusal") or ""))
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, Mapping) else image
+            if not isinstance(url, str) or not url:
+                raise OptionError(f"{pw}.image_url.url", f"'{pw}.image_url.url' must be a "
+                                                         "data: or http(s) URL.")
+            images.append(image_source(url, f"{pw}.image_url.url"))
+        elif kind == "input_audio":
+            audio = part.get("input_audio")
+            data = audio.get("data") if isinstance(audio, Mapping) else None
+            images.append(check_base64(data, f"{pw}.input_audio.data"))
+        else:
+            raise OptionError(f"{pw}.type", f"Unsupported content part type {kind!r} in "
+                                            f"'{pw}'; use text, image_url or input_audio.")
+    return "\n".join(texts), images
+
+
+def image_source(url: str, param: str) -> str:
+    """A data: URL -> raw base64; an http(s) URL is kept for fetching."""
+    if url.startswith(("http://", "https://")):
+        return url
+    if url.startswith("data:"):
+        header, sep, data = url.partition(",")
+        if not sep or not header.endswith(";base64"):
+            raise OptionError(param, f"'{param}' must be a base64 data URL "
+                                     "(data:image/png;base64,...).")
+        return check_base64(data, param)
+    raise OptionError(param, f"'{param}' must be a data: URL or an http(s) URL.")
+
+
+def check_base64(data: Any, param: str) -> str:
+    """Validate standard base64 and return it padded, as Ollama wants."""
+    if not isinstance(data, str) or not data.strip():
+        raise OptionError(param, f"'{param}' must be base64 data.")
+    data = "".join(data.split())
+    data += "=" * (-len(data) % 4)
+    try:
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        try:  # URL-safe alphabet: re-encode in the standard one Ollama expects
+            data = base64.b64encode(base64.urlsafe_b64decode(data)).decode()
+        except (binascii.Error, ValueError):
+            raise OptionError(param, f"'{param}' is not valid base64.") from None
+    return data
+
+
+def _tool_calls(calls: Any, where: str, names: dict[str, str]) -> list[dict[str, Any]]:
+    """Assistant tool_calls -> native calls, arguments parsed leniently."""
+    if not isinstance(calls, list):
+        raise OptionError(where, f"'{where}' must be an array.")
+    out: list[dict[str, Any]] = []
+    for k, call in enumerate(calls):
+        cw = f"{where}[{k}]"
+        fn = call.get("function") if isinstance(call, Mapping) else None
+        if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
+            raise OptionError(f"{cw}.function.name", f"'{cw}.function.name' must be a string.")
+        native: dict[str, Any] = {"function": {"index": k, "name": fn["name"],
+                                               "arguments": parse_arguments(fn.get("arguments"))}}
+        call_id = call.get("id")
+        if isinstance(call_id, str) and call_id:
+            native["id"] = call_id
+            names[call_id] = fn["name"]
+        out.append(native)
+    return out
+
+
+def parse_arguments(arguments: Any) -> dict[str, Any]:
+    """OpenAI's arguments string -> object: "" is {}, invalid JSON is kept as {"_raw": ...}."""
+    if arguments is None:
+        return {}
+    if isinstance(arguments, Mapping):
+        return dict(arguments)
+    if not isinstance(arguments, str):
+        return {"_raw": json.dumps(arguments)}
+    if not arguments.strip():
+        return {}
+    try:
+        value = json.loads(arguments)
+    except json.JSONDecodeError:
+        return {"_raw": arguments}
+    return value if isinstance(value, dict) else {"_raw": arguments}
+
+
+def response_format(rf: Any) -> str | dict[str, Any] | None:
+    """OpenAI response_format -> native format."""
+    if rf is None:
+        return None
+    if not isinstance(rf, Mapping) or not isinstance(rf.get("type"), str):
+        raise OptionError("response_format", "'response_format' must be an object with a type.")
+    kind = rf["type"]
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        spec = rf.get("json_schema")
+        if not isinstance(spec, Mapping):
+            raise OptionError("response_format.json_schema",
+                              "'response_format.json_schema' must be an object with a schema.")
+        schema = spec.get("schema")
+        if schema is None:
+            return "json"
+        if not isinstance(schema, Mapping):
+            raise OptionError("response_format.json_schema.schema",
+                              "'response_format.json_schema.schema' must be an object.")
+        return dict(schema)
+    raise OptionError("response_format.type", "'response_format.type' must be text, "
+                                              f"json_object or json_schema; got {kind!r}.")
+
+
+def convert_tools(tools: Any, choice: Any) -> tuple[list[dict[str, Any]], str | None, str]:
+    """Tools and tool_choice -> (native tools, system nudge or None, choice mode)."""
+    if tools is None:
+        tools = []
+    if not isinstance(tools, list):
+        raise OptionError("tools", "'tools' must be an array of tools.")
+    native: list[dict[str, Any]] = []
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, Mapping) else None
+        if not isinstance(tool, Mapping) or tool.get("type", "function") != "function" or \
+                not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str) or \
+                not fn["name"]:
+            raise OptionError(f"tools[{i}]", f"'tools[{i}]' must be "
+                                             "{\"type\": \"function\", \"function\": {\"name\"…}}.")
+        function: dict[str, Any] = {"name": fn["name"]}
+        if isinstance(fn.get("description"), str):
+            function["description"] = fn["description"]
+        params = fn.get("parameters")
+        if params is not None and not isinstance(params, Mapping):
+            raise OptionError(f"tools[{i}].function.parameters",
+                              f"'tools[{i}].function.parameters' must be a JSON Schema object.")
+        function["parameters"] = normalize_parameters(params or {"type": "object",
+                                                                 "properties": {}})
+        native.append({"type": "function", "function": function})
+    if choice is None or choice == "auto":
+        return native, None, "auto"
+    if choice == "none":
+        return [], None, "none"
+    if choice == "required":
+        if not native:
+            raise OptionError("tool_choice", "'tool_choice' is 'required' but no tools were "
+                                             "given.")
+        return native, ("You must respond by calling one of the provided tools; do not answer "
+                        "in plain text."), "required"
+    if isinstance(choice, Mapping):
+        fn = choice.get("function")
+        name = fn.get("name") if isinstance(fn, Mapping) else None
+        if isinstance(name, str):
+            chosen = [t for t in native if t["function"]["name"] == name]
+            if not chosen:
+                raise OptionError("tool_choice", f"'tool_choice' names the function {name!r}, "
+                                                 "which is not among 'tools'.")
+            return chosen, (f"You must respond by calling the function '{name}'; do not answer "
+                            "in plain text."), "named"
+    raise OptionError("tool_choice", "'tool_choice' must be 'none', 'auto', 'required' or "
+                                     "{\"type\": \"function\", \"function\": {\"name\": …}}.")

@@ -1,0 +1,189 @@
+"""POST /v1/completions, POST /v1/embeddings, GET /v1/models and GET /v1/models/{id}."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from api.catalog import ModelInfo
+from api.chat import open_all
+from api.chat_response import FINGERPRINT, completion_id, merge_usage
+from api.completions import (
+    TextChoice,
+    embed_request,
+    from_completion_request,
+    merge_logprobs,
+    to_embeddings,
+)
+from api.errors import bad_request, model_not_found, read_json_object
+from api.options import OptionError
+from api.pipeline import CALL
+from api.relay import StreamFailed, merged
+from api.streaming import OpenStreams, SSEStream
+from appkeys import CATALOG, REGISTRY, UPSTREAM
+
+
+def _envelope(cid: str, created: int, label: str, choices: list[dict[str, Any]],
+              usage: dict[str, Any] | None, with_usage: bool) -> dict[str, Any]:
+    """A text_completion object (or stream chunk)."""
+    out: dict[str, Any] = {"id": cid, "object": "text_completion", "created": created,
+                           "model": label, "system_fingerprint": FINGERPRINT,
+                           "choices": choices}
+    if with_usage:
+        out["usage"] = usage
+    return out
+
+
+class Endpoints:
+    """Handlers for the non-chat /v1 endpoints."""
+
+    def __init__(self, streams: OpenStreams) -> None:
+        self.streams = streams
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/completions via /api/generate (prompt lists and n fan out)."""
+        call = request[CALL]
+        call.authenticate()
+        body = await read_json_object(request)
+        info = await call.resolve_model(body.get("model"))
+        registry = request.app[REGISTRY]
+        settings = registry.model_settings(info.name)
+        try:
+            plan = from_completion_request(
+                body, model=info.name, overrides=settings.overrides, enforce=settings.enforce,
+                defaults=registry.setting("defaults") or {},
+                capabilities=set(info.capabilities) if info.capabilities_known else None)
+        except OptionError as exc:
+            raise bad_request(str(exc), exc.param) from None
+        call.record.stream = plan.stream
+        call.admit()
+        choices = [TextChoice(index=i, prompt=p, echo=plan.echo, logprobs=plan.logprobs)
+                   for i, p in enumerate(plan.prompts)]
+        upstreams = await open_all(request, "/api/generate", plan.natives)
+        label = body["model"]
+        cid, created = completion_id("cmpl"), int(time.time())
+        n_prompts = len(set(plan.prompts))
+        if not plan.stream:
+            parts: list[list[dict[str, Any] | None]] = [[] for _ in choices]
+            try:
+                async for i, line in merged(upstreams):
+                    chosen = choices[i].feed(line)
+                    call.first_token()
+                    if chosen is not None:
+                        parts[i].append(chosen["logprobs"])
+            except StreamFailed as exc:
+                raise exc.api_error() from None
+            finally:
+                for s in upstreams:
+                    s.close()
+            usage = self._usage(call, choices, n_prompts)
+            return web.json_response(_envelope(
+                cid, created, label, [c.choice(merge_logprobs(parts[c.index])) for c in choices],
+                usage, True))
+        sse = SSEStream(request, call.headers)
+        sse.upstreams = upstreams
+        self.streams.add(sse)
+        try:
+            await sse.open()
+            try:
+                async for i, line in merged(upstreams):
+                    chosen = choices[i].feed(line)
+                    if chosen is not None:
+                        call.first_token()
+                        await sse.send(_envelope(cid, created, label, [chosen], None,
+                                                 plan.include_usage))
+            except StreamFailed as exc:
+                failure = exc if not sse.shutting_down else StreamFailed(
+                    "The gateway is shutting down; this stream was ended.", "server_shutdown")
+                call.record.error_code = failure.code
+                self._usage(call, choices, n_prompts)
+                await sse.send_error(failure.message, failure.code)
+                await sse.end()
+                return sse.response
+            usage = self._usage(call, choices, n_prompts)
+            if plan.include_usage:
+                await sse.send(_envelope(cid, created, label, [], usage, True))
+            await sse.done()
+        except ConnectionError:
+            call.record.cancelled = True
+            call.record.status = 499
+            call.record.error_code = "client_closed"
+        finally:
+            sse.abort_upstreams()
+            self.streams.discard(sse)
+        return sse.response
+
+    @staticmethod
+    def _usage(call: Any, choices: list[TextChoice], n_prompts: int) -> dict[str, Any]:
+        """Usage over all choices (each prompt counted once), recorded on the call."""
+        usages = [c.usage() for c in choices]
+        if n_prompts == 1:
+            usage = merge_usage(usages)
+        else:
+            by_prompt: dict[str, int] = {}
+            for c, u in zip(choices, usages, strict=True):
+                by_prompt[c.prompt] = max(by_prompt.get(c.prompt, 0), u["prompt_tokens"])
+            prompt = sum(by_prompt.values())
+            completion = sum(u["completion_tokens"] for u in usages)
+            usage = {"prompt_tokens": prompt, "completion_tokens": completion,
+                     "total_tokens": prompt + completion}
+        call.add_usage(usage["prompt_tokens"], usage["completion_tokens"])
+        call.note_metrics(choices[0].final)
+        return usage
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        """POST /v1/embeddings via /api/embed."""
+        call = request[CALL]
+        call.authenticate()
+        body = await read_json_object(request)
+        info = await call.resolve_model(body.get("model"))
+        registry = request.app[REGISTRY]
+        settings = registry.model_settings(info.name)
+        try:
+            native = embed_request(body, info.name, settings.overrides, settings.enforce,
+                                   registry.setting("defaults") or {})
+        except OptionError as exc:
+            raise bad_request(str(exc), exc.param) from None
+        call.admit()
+        data = await request.app[UPSTREAM].request_json("POST", "/api/embed", native)
+        result = to_embeddings(data, body["model"], body.get("encoding_format") or "float")
+        call.add_usage(result["usage"]["prompt_tokens"], 0)
+        call.note_metrics(data)
+        return web.json_response(result)
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        """GET /v1/models: the models this key may use, by display name when set."""
+        call = request[CALL]
+        call.authenticate()
+        models = await request.app[CATALOG].list_models()
+        data = [model_object(m) for m in models if call.allowed(m)]
+        return web.json_response({"object": "list", "data": data})
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        """GET /v1/models/{id}: one model (ids may contain '/')."""
+        call = request[CALL]
+        call.authenticate()
+        name = request.match_info["id"]
+        if not name:
+            raise model_not_found(name)
+        info = await call.resolve_model(name)
+        out = model_object(info)
+        out["id"] = name
+        return web.json_response(out)
+
+
+def model_object(info: ModelInfo) -> dict[str, Any]:
+    """A model in OpenAI's shape plus extension fields Ollama knows."""
+    out: dict[str, Any] = {"id": info.public_id, "object": "model", "created": info.created,
+                           "owned_by": info.name.split("/", 1)[0] if "/" in info.name
+                           else "library"}
+    if info.context_length:
+        out["context_length"] = info.context_length
+    if info.capabilities:
+        out["capabilities"] = list(info.capabilities)
+    for key in ("parameter_size", "quantization"):
+        if getattr(info, key):
+            out[key] = getattr(info, key)
+    return out

@@ -1,0 +1,215 @@
+"""What every /v1 request goes through: request id, auth, model access, limits, usage record.
+
+`v1_middleware` wraps each /v1 handler: it creates the `V1Call` (reachable as
+`request[CALL]`), turns every failure into OpenAI's error JSON, and records exactly one
+`RequestRecord` per request (refusals, errors and client disconnects included). Paths outside
+/v1 pass through untouched, so the admin keeps its own error pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from api.catalog import ModelInfo
+from api.errors import APIError, model_not_found
+from appkeys import CATALOG, LIMITER, REGISTRY, USAGE
+from logs import REQUEST_ID, accept_request_id, request_id_var
+from state.limits import Admission, RateLimited
+from state.registry import ApiKey, AuthError
+from state.usage import RequestRecord
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+class V1Call:
+    """The state of one /v1 request: key, admission, timing and its usage record."""
+
+    def __init__(self, request: web.Request, endpoint: str) -> None:
+        self.request = request
+        self.app = request.app
+        self.started = time.monotonic()
+        rid = request.get(REQUEST_ID) or accept_request_id(request.headers.get("X-Request-ID"))
+        request_id_var.set(rid)
+        self.request_id = rid
+        self.record = RequestRecord(endpoint=endpoint, client_ip=request.remote,
+                                    user_agent=request.headers.get("User-Agent"),
+                                    request_id=rid)
+        self.key: ApiKey | None = None
+        self.admission: Admission | None = None
+        self.headers: dict[str, str] = {"X-Request-ID": rid}
+        self._recorded = False
+
+    # -- steps the handlers call, in order -----------------------------------------------
+    def authenticate(self) -> ApiKey:
+        """Check the bearer key; 401 invalid_api_key saying why (never echoing the key)."""
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, secret = header.partition(" ")
+        token = secret.strip() if scheme.lower() == "bearer" else ""
+        if not token:
+            token = self.request.headers.get("api-key", "").strip()  # Azure-style clients
+        registry = self.app[REGISTRY]
+        try:
+            key = registry.authenticate(token or None)
+        except AuthError as exc:
+            raise APIError(401, exc.message, code="invalid_api_key",
+                           headers={"WWW-Authenticate": 'Bearer realm="ollama2openai"'}) from None
+        self.key = key
+        self.record.key_id = key.id
+        self.record.key_name = key.name
+        touch = getattr(registry, "touch", None)
+        if callable(touch):
+            touch(key)
+        return key
+
+    async def resolve_model(self, name: Any) -> ModelInfo:
+        """Resolve and authorise the requested model; 404 model_not_found when not allowed."""
+        if not isinstance(name, str) or not name.strip():
+            raise APIError(400, "'model' is required and must be a string.", param="model",
+                           code="missing_required_parameter" if name is None
+                           else "invalid_type")
+        self.record.model = name
+        info = await self.app[CATALOG].resolve(name)
+        if info is None:
+            raise model_not_found(name)
+        self.record.ollama_model = info.name
+        if not info.enabled or self.key is None or not self.key.allows(info.aliases):
+            raise model_not_found(name)
+        return info
+
+    def allowed(self, info: ModelInfo) -> bool:
+        """Whether this call's key may see a model (for listings)."""
+        return info.enabled and self.key is not None and self.key.allows(info.aliases)
+
+    def admit(self) -> None:
+        """Take a rate-limit slot; 429 rate_limit_exceeded with Retry-After when refused."""
+        assert self.key is not None
+        try:
+            self.admission = self.app[LIMITER].admit(self.key)
+        except RateLimited as exc:
+            retry = max(1, int(exc.retry_after + 0.999))
+            raise APIError(429, exc.message, code="rate_limit_exceeded",
+                           headers={**exc.headers, "Retry-After": str(retry)}) from None
+        self.headers.update(self.admission.headers)
+
+    def add_usage(self, prompt: int, completion: int) -> None:
+        """Count tokens on the record and toward the key's tokens-per-minute."""
+        self.record.prompt_tokens += prompt
+        self.record.completion_tokens += completion
+        if self.admission is not None and prompt + completion:
+            self.admission.add_tokens(prompt + completion)
+
+    def first_token(self) -> None:
+        """Note the time to first token (once)."""
+        if self.record.ttft_ms is None:
+            self.record.ttft_ms = (time.monotonic() - self.started) * 1000
+
+    def note_metrics(self, final: dict[str, Any] | None) -> None:
+        """Load time and generation speed from a native final line."""
+        if not final:
+            return
+        load = final.get("load_duration")
+        if isinstance(load, int | float) and load > 0:
+            self.record.load_ms = max(self.record.load_ms or 0.0, load / 1e6)
+        count, duration = final.get("eval_count"), final.get("eval_duration")
+        if isinstance(count, int) and isinstance(duration, int | float) and duration > 0:
+            self.record.tokens_per_s = count / (duration / 1e9)
+
+    def finish(self, status: int, error_code: str | None = None,
+               cancelled: bool = False) -> None:
+        """Release the admission and record the request (exactly once)."""
+        if self._recorded:
+            return
+        self._recorded = True
+        if self.admission is not None:
+            self.admission.release()
+        self.record.status = status
+        self.record.error_code = error_code
+        self.record.cancelled = self.record.cancelled or cancelled
+        self.record.latency_ms = (time.monotonic() - self.started) * 1000
+        try:
+            self.app[USAGE].record(self.record)
+        except Exception:  # usage must never break a request
+            log.exception("usage record failed")
+
+
+CALL: web.RequestKey[V1Call] = web.RequestKey("v1_call")
+
+
+def _endpoint(request: web.Request) -> str:
+    """The endpoint label: the route's path template, or the raw path."""
+    info = request.match_info.route.resource
+    canonical = info.canonical if info is not None else request.path
+    return canonical.replace("/{id:.*}", "/{id}")
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> APIError:
+    """An aiohttp HTTP exception (404 route, 405, 413, ...) in OpenAI's shape."""
+    if exc.status == 413:
+        message = f"Request body too large: the limit is {request.client_max_size} bytes."
+    elif exc.status == 404:
+        message = f"Unknown API route: {request.method} {request.path}."
+    elif exc.status == 405:
+        message = f"Method {request.method} is not allowed on {request.path}."
+    else:
+        message = exc.text or exc.reason
+    return APIError(exc.status, message, code=_HTTP_CODES.get(exc.status, "http_error"))
+
+
+@web.middleware
+async def v1_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run a /v1 request through the pipeline; other paths pass through untouched."""
+    if not request.path.startswith("/v1/") and request.path != "/v1":
+        return await handler(request)
+    call = V1Call(request, _endpoint(request))
+    request[CALL] = call
+    status, code, cancelled = 500, "internal_error", False
+    try:
+        response = await handler(request)
+        status, code = response.status, None
+        if response.prepared:  # a stream: the handler already sent everything
+            status = call.record.status if call.record.status != 200 else response.status
+            code = call.record.error_code
+        else:
+            for name, value in call.headers.items():
+                response.headers.setdefault(name, value)
+        return response
+    except APIError as exc:
+        status, code = exc.status, exc.code
+        return _error_response(exc, call)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        err = _http_error(request, exc)
+        status, code = err.status, err.code
+        return _error_response(err, call)
+    except json.JSONDecodeError as exc:
+        err = APIError(400, f"Request body is not valid JSON: {exc.msg}.", code="invalid_json")
+        status, code = 400, "invalid_json"
+        return _error_response(err, call)
+    except (asyncio.CancelledError, ConnectionResetError):
+        status, code, cancelled = 499, "client_closed", True
+        raise
+    except Exception:
+        # The traceback goes to the log; the client gets a stable shape without internals.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error_response(APIError(500, "Internal gateway error; see the gateway log.",
+                                        code="internal_error"), call)
+    finally:
+        call.finish(status, code, cancelled)
+
+
+def _error_response(err: APIError, call: V1Call) -> web.Response:
+    """The error response, with the request id and any rate-limit headers."""
+    response = err.response()
+    for name, value in call.headers.items():
+        response.headers.setdefault(name, value)
+    return response
