@@ -1,0 +1,233 @@
+"""The docs cannot drift: README and config.yaml are checked against the code."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway import create_app
+from state.config import SETTINGS, SETTINGS_BY_NAME, Config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+CONFIG_YAML = (ROOT / "config.yaml").read_text()
+RUN_COMMAND = "pip install -r requirements.txt && python gateway.py"
+SOURCES = [ROOT / "gateway.py", ROOT / "logs.py",
+           *[p for pkg in ("api", "state", "web") for p in sorted((ROOT / pkg).rglob("*.py"))]]
+
+
+def section(title: str) -> str:
+    """The text of one `## title` section of the README."""
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, re.M | re.S)
+    assert match, f"README has no '## {title}' section"
+    return match.group(1)
+
+
+def code_blocks(lang: str | None = None) -> list[tuple[str, str]]:
+    """(language, body) of every fenced code block, optionally of one language."""
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```", README, re.M | re.S)
+    return [(lg, body) for lg, body in blocks if lang is None or lg == lang]
+
+
+def reference_rows() -> list[list[str]]:
+    """The configuration reference table's rows, as cell lists."""
+    rows = []
+    for line in section("Configuration reference").splitlines():
+        if line.startswith("| `"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
+def documented_default(setting: Any) -> str:
+    """How a default is written in the reference table."""
+    value = setting.default
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, dict):
+        return "`{}`" if not value else f"`{json.dumps(value)}`"
+    return f"`{value}`"
+
+
+def test_reference_has_one_row_per_setting() -> None:
+    names = [row[0].strip("`") for row in reference_rows()]
+    assert sorted(names) == sorted(s.name for s in SETTINGS)
+    assert len(names) == len(set(names)), "a setting is documented twice"
+    # Same order as the table in state/config.py, so the two read alike.
+    assert names == [s.name for s in SETTINGS]
+
+
+@pytest.mark.parametrize("row", reference_rows(), ids=lambda r: r[0].strip("`"))
+def test_reference_row_matches_the_code(row: list[str]) -> None:
+    name, env, default, admin, description = row
+    setting = SETTINGS_BY_NAME[name.strip("`")]
+    assert env == (f"`{setting.env}`" if setting.env else "")
+    assert default == documented_default(setting)
+    assert admin == ("yes" if setting.admin else "")
+    assert len(description) > 10
+    for choice in setting.choices:
+        assert f"`{choice}`" in description, f"{name}: choice {choice} is not documented"
+
+
+def test_env_vars_named_in_the_docker_section_exist() -> None:
+    envs = {s.env for s in SETTINGS if s.env}
+    named = set(re.findall(r"`([A-Z][A-Z_]+)`", section("Docker")))
+    assert named, "the Docker section names no environment variables"
+    assert named <= envs, named - envs
+    assert {"PORT", "OLLAMA_URL", "DATA_DIR", "SESSION_SECRET", "ADMIN_PASSWORD"} <= named
+
+
+def test_exactly_two_setup_commands_and_ci_runs_the_test_one() -> None:
+    ci_lines = [ln for ln in (ROOT / ".ci/run").read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")]
+    test_command = ci_lines[-1].strip()
+    assert "pytest" in test_command and "requirements-dev.txt" in test_command
+    shell_lines = [ln.strip() for lang, body in code_blocks("sh") for ln in body.splitlines()]
+    installs = [ln for ln in shell_lines if "pip install" in ln]
+    assert installs == [RUN_COMMAND, test_command]
+    assert ci_lines[:-1] == ["set -euo pipefail", 'cd "$(dirname "$0")/.."']
+
+
+def test_readme_run_command_starts_with_the_default_config() -> None:
+    # `python gateway.py` loads ./config.yaml when present; the shipped one must mean defaults.
+    assert parse_config(CONFIG_YAML, "config.yaml", env={}) == Config(path="config.yaml")
+
+
+def test_config_yaml_documents_every_setting_with_its_default() -> None:
+    all_lines = CONFIG_YAML.splitlines()
+    for setting in SETTINGS:
+        # (the commented examples start right after a "# Example:" line)
+        lines = [ln for i, ln in enumerate(all_lines) if re.match(rf"^# {setting.name}:", ln)
+                 and all_lines[i - 1] != "# Example:"]
+        assert len(lines) == 1, f"config.yaml: expected one '# {setting.name}:' line"
+        # Uncommented alone, the line must give the built-in default.
+        one = parse_config(lines[0][2:], env={})
+        assert getattr(one, setting.name) == (setting.default if setting.name != "models"
+                                              else {}), setting.name
+        if setting.env:
+            block = CONFIG_YAML.split(lines[0])[0].rsplit("\n\n", 1)[-1]
+            assert f"env {setting.env}" in block, f"config.yaml: {setting.name} env not named"
+
+
+def test_config_yaml_examples_are_valid() -> None:
+    """The commented `defaults:` and `models:` examples parse when uncommented."""
+    for key in ("defaults", "models"):
+        lines = CONFIG_YAML.splitlines()
+        start = lines.index("# Example:", next(i for i, ln in enumerate(lines)
+                                                if ln.startswith(f"# {key}: ")))
+        block = []
+        for ln in lines[start + 1:]:
+            if not ln.startswith("#") or ln == "#":
+                break
+            block.append(ln[2:])
+        config = parse_config("\n".join(block), env={})
+        assert getattr(config, key), f"the {key} example is empty"
+        if key == "models":
+            qwen = config.models["qwen3:8b"]
+            assert qwen.display_name == "qwen-fast" and qwen.enforce["num_ctx"] == 16384
+            assert qwen.reasoning_output == "inline"
+
+
+@pytest.mark.parametrize("body", [b for _, b in code_blocks("python")],
+                         ids=lambda b: b.splitlines()[0][:40])
+def test_python_examples_compile(body: str) -> None:
+    ast.parse(body)
+
+
+@pytest.mark.parametrize("body", [b for _, b in code_blocks("json")])
+def test_json_examples_parse(body: str) -> None:
+    json.loads(body)
+
+
+def _curl_payloads() -> list[str]:
+    """The -d payloads of the README's curl examples."""
+    payloads = []
+    for _, body in code_blocks("sh"):
+        if "curl" not in body:
+            continue
+        words = shlex.split(body.replace("\\\n", " "))
+        payloads += [words[i + 1] for i, w in enumerate(words) if w == "-d"]
+    return payloads
+
+
+@pytest.mark.parametrize("payload", _curl_payloads())
+def test_curl_payloads_are_json(payload: str) -> None:
+    body = json.loads(payload)
+    assert isinstance(body.get("model"), str)
+
+
+def test_every_example_language_is_present() -> None:
+    """Chat, streaming, reasoning, tools, extra_body options and embeddings, three ways each."""
+    api = section("API reference")
+    for title in ("Chat", "Streaming", "Reasoning", "Tools", "Ollama options (`extra_body`)",
+                  "Embeddings"):
+        match = re.search(rf"^### {re.escape(title)}\n(.*?)(?=^### |\Z)", api, re.M | re.S)
+        assert match, title
+        langs = re.findall(r"^```(\w+)", match.group(1), re.M)
+        assert {"sh", "python", "js"} <= set(langs), (title, langs)
+
+
+def test_api_routes_in_the_readme_exist(tmp_path: Path) -> None:
+    app = create_app(parse_config("", env={}).replace(data_dir=str(tmp_path)))
+    routes = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource}
+    documented = re.findall(r"^\| `(GET|POST) (/v1/[^`]*)`", section("API reference"), re.M)
+    assert len(documented) >= 5
+    for method, path in documented:
+        canonical = re.sub(r"\{id\}", "{model}", path)
+        assert (method, path) in routes or (method, canonical) in routes or any(
+            m == method and re.sub(r"\{[^}]+\}", "{}", p) == re.sub(r"\{[^}]+\}", "{}", path)
+            for m, p in routes), f"{method} {path} is documented but not routed"
+
+
+def _source_text() -> str:
+    """All server source code, for message lookups."""
+    return "\n".join(p.read_text() for p in SOURCES)
+
+
+def troubleshooting_messages() -> list[str]:
+    """The quoted messages that head the troubleshooting entries."""
+    return re.findall(r"^### `([^`]+)`", section("Troubleshooting"), re.M)
+
+
+@pytest.mark.parametrize("message", troubleshooting_messages())
+def test_troubleshooting_quotes_real_messages(message: str) -> None:
+    source = _source_text()
+    fragments = [f.strip() for f in message.split("…") if len(f.strip()) >= 4]
+    assert fragments, message
+    for fragment in fragments:
+        assert fragment in source, f"'{fragment}' is not in the gateway's code"
+
+
+def test_troubleshooting_covers_the_main_failures() -> None:
+    messages = " ".join(troubleshooting_messages())
+    for needed in ("Cannot reach Ollama", "Missing API key", "Invalid API key",
+                   "does not exist or you do not have access", "not valid JSON",
+                   "unknown setting", "cannot listen"):
+        assert needed in messages, needed
+
+
+def test_screenshot_links_point_at_files() -> None:
+    links = re.findall(r"\]\((docs/screenshots/[^)]+\.png)\)", section("Screenshots"))
+    assert links
+    if not list((ROOT / "docs" / "screenshots").glob("*.png")):
+        pytest.skip("the browser tests have not written docs/screenshots/*.png in this tree yet")
+    missing = [link for link in links if not (ROOT / link).is_file()]
+    assert not missing, f"screenshots not found: {missing}"
+
+
+def test_bench_readme_command_runs_the_script() -> None:
+    assert "python bench/bench_gateway.py" in README
+    assert (ROOT / "bench" / "bench_gateway.py").is_file()
+
+
+def test_yaml_in_readme_parses() -> None:
+    for _, body in code_blocks("yaml"):
+        yaml.safe_load(body)
