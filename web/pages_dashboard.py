@@ -79,7 +79,7 @@ def _charts(week: dict[str, Any]) -> list[dict[str, Any]]:
                          ("Tokens, last 7 days", "total_tokens")):
         try:
             svg = charts.bar_chart([(p["t"], p.get(field) or 0) for p in series],
-                                   title=title)  # type: ignore[attr-defined]
+                                   title=title, step=week.get("bucket_seconds") or 86400)
         except (AttributeError, TypeError, ValueError) as exc:
             log.debug("dashboard chart unavailable: %s", exc)
             return []
