@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -178,14 +180,16 @@ async def test_sigterm_finishes_requests_and_ends_streams(
     messages = [{"role": "user", "content": "hello"}]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         stream = await session.post(gw.base + "/v1/chat/completions", json={
-            "model": "llama3.2", "stream": True, "messages": messages})
+            "model": "llama3.2", "stream": True, "messages": messages},
+            headers={"X-Request-ID": "shutdown-stream"})
         assert stream.status == 200
         frames = _read_sse(stream)
         first = json.loads(await anext(frames))
         assert first["object"] == "chat.completion.chunk"
 
         slow = asyncio.create_task(session.post(gw.base + "/v1/chat/completions", json={
-            "model": "llama3.2", "stream": False, "messages": messages}))
+            "model": "llama3.2", "stream": False, "messages": messages},
+            headers={"X-Request-ID": "shutdown-slow"}))
         while len(fake_ollama.bodies("/api/chat")) < 2:
             await asyncio.sleep(0.02)
         sigterm_at = time.monotonic()
@@ -214,3 +218,9 @@ async def test_sigterm_finishes_requests_and_ends_streams(
     assert await gw.wait_exit(SHUTDOWN_TIMEOUT + 5) == 0
     assert time.monotonic() - sigterm_at < SHUTDOWN_TIMEOUT + 2
     assert "Traceback" not in gw.output, gw.output
+    # Usage was flushed to disk before exit: both requests are recorded.
+    with contextlib.closing(sqlite3.connect(tmp_path / "data" / "usage.db")) as db:
+        rows = dict(db.execute("SELECT request_id, status FROM requests WHERE request_id "
+                               "IN ('shutdown-stream', 'shutdown-slow')").fetchall())
+    assert rows.get("shutdown-slow") == 200, rows
+    assert "shutdown-stream" in rows, rows
