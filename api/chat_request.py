@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ from api.schema import normalize_parameters
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
          "tool": "tool", "function": "tool"}
 MAX_N = 16
+_URLSAFE_B64 = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 
 
 @dataclass
@@ -211,10 +213,10 @@ def check_base64(data: Any, param: str) -> str:
     try:
         base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        try:  # URL-safe alphabet: re-encode in the standard one Ollama expects
-            data = base64.b64encode(base64.urlsafe_b64decode(data)).decode()
-        except (binascii.Error, ValueError):
+        # URL-safe alphabet: re-encode in the standard one Ollama expects.
+        if not _URLSAFE_B64.match(data):
             raise OptionError(param, f"'{param}' is not valid base64.") from None
+        data = base64.b64encode(base64.urlsafe_b64decode(data)).decode()
     return data
 
 
