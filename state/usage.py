@@ -317,5 +317,7 @@ def _read(path: Path, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
     try:
         conn.execute("PRAGMA query_only = ON")
         return fn(conn, *args)
+    except sqlite3.Error as exc:  # locked past the timeout, corrupt, gone: say so, no 500
+        raise UsageUnavailable(f"The usage database cannot be read: {exc}") from exc
     finally:
         conn.close()

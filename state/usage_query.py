@@ -307,6 +307,9 @@ def _as_dict(row: Sequence[Any]) -> dict[str, Any]:
     out["stream"] = bool(out["stream"])
     out["cancelled"] = bool(out["cancelled"])
     out["total_tokens"] = out["prompt_tokens"] + out["completion_tokens"]
+    for name in ("latency_ms", "ttft_ms", "load_ms", "tokens_per_s"):
+        if out[name] is not None:
+            out[name] = round(out[name], 1)
     return out
 
 
