@@ -10,12 +10,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from state.config import Config
+if TYPE_CHECKING:  # a runtime import would make `import logs` depend on the whole state package
+    from state.config import Config
 
 # The X-Request-ID of the request being handled; set by request_id_middleware for every request.
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -39,6 +40,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)((?:password|passwd|secret|token|csrf[_-]?token)['\"]?\s*[:=]\s*"
                 r"['\"]?)[^'\"&,\s}]+"), r"\1" + _MARK),
 )
+# Cheap pre-check: a line without any of these cannot match a pattern above (most lines).
+_MAYBE_SECRET = re.compile(r"(?i)sk-|authoriz|bearer|cookie|passw|secret|token|x-api-key")
 _known_secrets: set[str] = set()
 
 log = logging.getLogger(__name__)
@@ -55,8 +58,9 @@ def redact(text: str) -> str:
     for secret in sorted(_known_secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, _MARK)
-    for pattern, repl in _PATTERNS:
-        text = pattern.sub(repl, text)
+    if _MAYBE_SECRET.search(text):
+        for pattern, repl in _PATTERNS:
+            text = pattern.sub(repl, text)
     return text
 
 
