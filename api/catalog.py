@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class ModelInfo:
     """One model as the gateway knows it."""
 
-    name: str  # canonical Ollama name, e.g. "llama3.2:latest"
+    name: str  # the Ollama name as /api/tags spells it, e.g. "llama3.2:latest"
     display_name: str | None = None
     capabilities: list[str] = field(default_factory=list)
     context_length: int | None = None
@@ -178,8 +178,9 @@ class ModelCatalog:
                                                else [])
         ctx = (show.context_length if show and show.context_length else
                details.get("context_length"))
+        real = entry.get("name") if isinstance(entry.get("name"), str) else canon
         return ModelInfo(
-            name=canon, display_name=settings.display_name, capabilities=caps,
+            name=real, display_name=settings.display_name, capabilities=caps,
             context_length=ctx if isinstance(ctx, int) else None,
             parameter_size=details.get("parameter_size"),
             quantization=details.get("quantization_level"), family=details.get("family"),
