@@ -27,7 +27,7 @@ def endpoint_label(endpoint: str) -> str:
     if endpoint in KNOWN_ENDPOINTS:
         return endpoint
     if endpoint.startswith("/v1/models/"):
-        return "/v1/models/{model}"
+        return "/v1/models/{id}"
     if _NAME.fullmatch(endpoint):  # a name set by the pipeline, e.g. "chat.completions"
         return endpoint
     return "other"
