@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -79,6 +80,7 @@ class ChatHandler:
         mode = reasoning_mode(settings.reasoning_output, settings.overrides, defaults,
                               registry.setting("reasoning_output"))
         call.record.stream = plan.stream
+        call.prompt = body.get("messages")
         call.admit()
         if plan.image_urls:
             await resolve_images(
@@ -116,11 +118,17 @@ class ChatHandler:
 
     @staticmethod
     def _account(call: V1Call, translators: list[ChoiceTranslator]) -> dict[str, Any]:
-        """Merge usage over choices, count it on the call, note speed metrics."""
+        """Merge usage over choices, count it on the call, note speed metrics and content."""
         usage = (translators[0].usage() if len(translators) == 1
                  else merge_usage([t.usage() for t in translators]))
         call.add_usage(usage["prompt_tokens"], usage["completion_tokens"])
         call.note_metrics(translators[0].final)
+        first = translators[0]
+        answer = "".join(first.content)
+        if first.calls:
+            answer += json.dumps([{"name": c["name"], "arguments": c["arguments"]}
+                                  for c in first.calls], ensure_ascii=False)
+        call.log_content(call.prompt, answer)
         return usage
 
     async def _stream(self, request: web.Request, call: V1Call, plan: ChatPlan,

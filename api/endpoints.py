@@ -58,6 +58,7 @@ class Endpoints:
         except OptionError as exc:
             raise bad_request(str(exc), exc.param) from None
         call.record.stream = plan.stream
+        call.prompt = body.get("prompt")
         call.admit()
         choices = [TextChoice(index=i, prompt=p, echo=plan.echo, logprobs=plan.logprobs)
                    for i, p in enumerate(plan.prompts)]
@@ -131,6 +132,7 @@ class Endpoints:
                      "total_tokens": prompt + completion}
         call.add_usage(usage["prompt_tokens"], usage["completion_tokens"])
         call.note_metrics(choices[0].final)
+        call.log_content(call.prompt, "".join(choices[0].text))
         return usage
 
     async def embeddings(self, request: web.Request) -> web.Response:
@@ -151,6 +153,7 @@ class Endpoints:
         result = to_embeddings(data, body["model"], body.get("encoding_format") or "float")
         call.add_usage(result["usage"]["prompt_tokens"], 0)
         call.note_metrics(data)
+        call.log_content(body.get("input"), None)
         return web.json_response(result)
 
     async def list_models(self, request: web.Request) -> web.Response:

@@ -46,6 +46,7 @@ class V1Call:
         self.key: ApiKey | None = None
         self.admission: Admission | None = None
         self.headers: dict[str, str] = {"X-Request-ID": rid}
+        self.prompt: Any = None  # what the client sent, for content logging
         self._recorded = False
 
     # -- steps the handlers call, in order -----------------------------------------------
@@ -106,6 +107,15 @@ class V1Call:
         self.record.completion_tokens += completion
         if self.admission is not None and prompt + completion:
             self.admission.add_tokens(prompt + completion)
+
+    def log_content(self, prompt: Any, response: Any) -> None:
+        """Keep prompt and response text on the record, only when content logging is on."""
+        if not self.app[REGISTRY].setting("content_logging"):
+            return
+        self.record.prompt_text = prompt if isinstance(prompt, str) else json.dumps(
+            prompt, ensure_ascii=False)
+        self.record.response_text = response if isinstance(response, str) or response is None \
+            else json.dumps(response, ensure_ascii=False)
 
     def first_token(self) -> None:
         """Note the time to first token (once)."""

@@ -189,3 +189,58 @@ async def test_sync_sdk(make_gateway: Any, fake_ollama: FakeOllama) -> None:
         return plain.choices[0].message.content or "", streamed
 
     assert await asyncio.to_thread(call) == ("Echo: sync", "Echo: sync")
+
+
+async def test_content_logging_only_when_on(make_gateway: Any, fake_ollama: FakeOllama) -> None:
+    for on in (False, True):
+        client = await make_gateway(content_logging=on)
+        secret = create_test_key(client.app)
+        resp = await client.post("/v1/chat/completions", json={
+            "model": "llama3.2", "messages": [{"role": "user", "content": "secret plan"}]},
+            headers={"Authorization": f"Bearer {secret}"})
+        assert resp.status == 200
+        record = client.app[USAGE].recent[-1]
+        if on:
+            assert "secret plan" in record.prompt_text
+            assert record.response_text == "Echo: secret plan"
+        else:
+            assert record.prompt_text is None and record.response_text is None
+
+
+async def test_tool_choice_required_nudges_and_none_discards(sdk: Any,
+                                                             fake_ollama: FakeOllama) -> None:
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    await sdk.chat.completions.create(model="llama3.2", tools=tools, tool_choice="required",
+                                      messages=[{"role": "user", "content": "x"}])
+    sent = fake_ollama.last("/api/chat")
+    assert sent["messages"][0]["role"] == "system" and "must" in sent["messages"][0]["content"]
+    assert [t["function"]["name"] for t in sent["tools"]] == ["f"]
+    # "none": no tools sent, and a call the model makes anyway is discarded.
+    fake_ollama.push("chat", Script(lines=[{"message": {"content": "text",
+                                                        "tool_calls": [tool_call("f", {})]}}]))
+    resp = await sdk.chat.completions.create(model="llama3.2", tools=tools, tool_choice="none",
+                                             messages=[{"role": "user", "content": "x"}])
+    assert "tools" not in fake_ollama.last("/api/chat")
+    assert resp.choices[0].message.tool_calls is None
+    assert resp.choices[0].message.content == "text"
+    assert resp.choices[0].finish_reason == "stop"
+
+
+async def test_parameters_and_extras_forwarded(sdk: Any, fake_ollama: FakeOllama) -> None:
+    await sdk.chat.completions.create(
+        model="llama3.2", messages=[{"role": "user", "content": "x"}], temperature=0.2,
+        max_completion_tokens=40, stop="END", seed=1,
+        extra_body={"num_ctx": 8192, "top_k": 20, "keep_alive": "10m",
+                    "options": {"repeat_penalty": 1.1}})
+    sent = fake_ollama.last("/api/chat")
+    assert sent["options"] == {"repeat_penalty": 1.1, "top_k": 20, "num_ctx": 8192,
+                               "temperature": 0.2, "seed": 1, "stop": ["END"],
+                               "num_predict": 40}
+    assert sent["keep_alive"] == "10m"
+
+
+async def test_length_finish_reason(sdk: Any, fake_ollama: FakeOllama) -> None:
+    resp = await sdk.chat.completions.create(
+        model="llama3.2", max_tokens=1, messages=[{"role": "user", "content": "a b c"}])
+    assert resp.choices[0].finish_reason == "length"
+    assert resp.choices[0].message.content == "Echo:"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
@@ -215,3 +216,47 @@ async def test_sdk_raises_typed_errors(gw: Any) -> None:
 async def test_admin_paths_are_untouched_by_v1_middleware(gw: Any) -> None:
     resp = await gw.get("/healthz")
     assert resp.status == 200 and (await resp.json())["status"] == "ok"
+
+
+async def test_429_rate_limited_with_retry_after(make_gateway: Any) -> None:
+    client = await make_gateway()
+    h = auth_headers(create_test_key(client.app, rpm=1))
+    ok = await client.post(CHAT, json={"model": "llama3.2", "messages": MSG}, headers=h)
+    assert ok.status == 200
+    resp = await client.post(CHAT, json={"model": "llama3.2", "messages": MSG}, headers=h)
+    await read_openai_error(resp, 429, "rate_limit_exceeded")
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert gw_record(client).status == 429
+
+
+def gw_record(client: Any) -> Any:
+    """The newest usage record."""
+    return client.app[USAGE].recent[-1]
+
+
+async def test_shutdown_ends_open_streams_with_error_frame(aiohttp_server: Any,
+                                                           fake_ollama: FakeOllama,
+                                                           tmp_path: Any) -> None:
+    import json
+
+    import aiohttp
+
+    from gateway import create_app
+    from state.config import parse_config
+    from tests.fake_ollama import text_script
+
+    config = parse_config("", env={}).replace(ollama_url=fake_ollama.url,
+                                              data_dir=str(tmp_path / "d"), auth="none")
+    server = await aiohttp_server(create_app(config))
+    fake_ollama.push("chat", text_script(*["t "] * 500, delay=0.05))
+    async with aiohttp.ClientSession() as session:
+        resp = await session.post(server.make_url(CHAT), json={
+            "model": "llama3.2", "messages": MSG, "stream": True})
+        assert resp.status == 200
+        first = await resp.content.readline()
+        assert first.startswith(b"data: ")
+        closing = asyncio.ensure_future(server.close())
+        frames = [line.decode().strip() async for line in resp.content if line.strip()]
+        await closing
+    assert json.loads(frames[-1][len("data: "):])["error"]["code"] == "server_shutdown"
+    assert "data: [DONE]" not in frames
