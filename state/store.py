@@ -159,7 +159,12 @@ class StateFile:
                 dst.write(src.read())
                 dst.flush()
                 os.fsync(dst.fileno())
-        os.replace(tmp, self.bak)
+        try:
+            os.replace(tmp, self.bak)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def _fsync_dir(self) -> None:
         """Make the rename durable."""

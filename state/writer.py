@@ -42,6 +42,7 @@ class StateWriter:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._io_lock = asyncio.Lock()  # one read or write of the file at a time
         self._closing = False
+        self._busy = False  # a batch is being committed
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, pre_start: RegistryState) -> None:
@@ -66,12 +67,7 @@ class StateWriter:
 
     def _decode(self, doc: dict[str, Any]) -> RegistryState:
         """A document as registry state; malformed entries are a StateFileError."""
-        try:
-            return RegistryState.from_doc(doc)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise StateFileError(f"State file {self.store.path} has a malformed entry "
-                                 f"({type(exc).__name__}: {exc}). Stop the gateway and "
-                                 f"restore it: cp {self.store.bak} {self.store.path}") from exc
+        return decode_state(doc, self.store)
 
     async def close(self) -> None:
         """Write queued changes and pending counters, then stop."""
@@ -80,7 +76,7 @@ class StateWriter:
             self._flush_handle.cancel()
         if self._task is None:
             return
-        if self._pending or self._queue:
+        if self._pending or self._queue or self._busy:
             with contextlib.suppress(Exception):
                 await self.submit(lambda s: None)
         self._task.cancel()
@@ -122,6 +118,7 @@ class StateWriter:
             batch, self._queue = self._queue, []
             if not batch and not self._pending:
                 continue
+            self._busy = True
             try:
                 await self._commit(batch)
             except Exception as exc:  # noqa: BLE001 - every caller must hear about it
@@ -129,6 +126,8 @@ class StateWriter:
                 for _, fut in batch:
                     if fut is not None and not fut.done():
                         fut.set_exception(exc)
+            finally:
+                self._busy = False
 
     async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any] | None]]) -> None:
         """Lock, reload if changed, apply, write, install, answer."""
@@ -211,3 +210,14 @@ def _apply_counts(state: RegistryState, pending: dict[str, tuple[int, float]]) -
         if key is not None:
             key.request_count += n
             key.last_used_at = max(key.last_used_at or 0.0, last)
+
+
+def decode_state(doc: dict[str, Any], store: StateFile) -> RegistryState:
+    """A document as registry state; malformed entries are a StateFileError."""
+    try:
+        return RegistryState.from_doc(doc)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StateFileError(f"State file {store.path} has a malformed entry "
+                             f"({type(exc).__name__}: {exc}). The gateway refuses to use it. "
+                             f"To restore the previous good version, stop the gateway and "
+                             f"run: cp {store.bak} {store.path}") from exc

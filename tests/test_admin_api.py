@@ -377,3 +377,19 @@ async def test_test_ollama(make_gateway: Any, fake_ollama: Any) -> None:
     data = await call(client, "POST", "/admin/api/settings/test-ollama", {"ollama_url": "x"},
                       400)
     assert_admin_error(data, "ollama_url")
+
+
+async def test_disk_failure_changes_nothing(make_gateway: Any, monkeypatch: Any) -> None:
+    client = await admin_gateway(make_gateway)
+    await call(client, "POST", "/admin/api/keys", {"name": "a", "models": ["*"]}, 201)
+    store = client.app[REGISTRY].writer.store  # type: ignore[union-attr]
+
+    def full(doc: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "write", full)
+    data = await call(client, "POST", "/admin/api/keys", {"name": "b", "models": ["*"]}, 503)
+    assert "No space left on device" in data["error"]["message"]
+    assert [k.name for k in client.app[REGISTRY].keys.values()] == ["a"]
+    monkeypatch.undo()
+    await call(client, "POST", "/admin/api/keys", {"name": "b", "models": ["*"]}, 201)

@@ -94,6 +94,11 @@ async def api_error_middleware(request: web.Request, handler: Handler) -> web.St
             message = exc.text or exc.reason
         return json_error(exc.status, message, headers={
             k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")})
+    except OSError as exc:
+        # The state file could not be written: the writer changed nothing in memory either.
+        log.error("admin change not saved (%s %s): %s", request.method, request.path, exc)
+        return json_error(503, f"The change could not be saved to disk ({exc.strerror or exc})"
+                          "; nothing was changed.")
     except Exception:
         log.exception("unhandled admin API error on %s %s", request.method, request.path)
         return json_error(500, "Internal error in the admin API; see the gateway log.")
