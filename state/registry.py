@@ -19,6 +19,7 @@ state/writer.py into state/store.py's atomic JSON file.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import hashlib
 import hmac
@@ -151,8 +152,6 @@ class RegistryState:
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> RegistryState:
         """Rebuild from a document (a deep copy: nothing is shared with `doc`)."""
-        import copy
-
         keys = [ApiKey.from_dict(k) for k in doc.get("keys", [])]
         return cls(keys={k.id: k for k in keys}, models=copy.deepcopy(dict(doc["models"])),
                    settings=copy.deepcopy(dict(doc["settings"])),
@@ -281,8 +280,11 @@ class Registry:
     def create_key(self, name: str, models: list[str], **fields: Any) -> tuple[ApiKey, str]:
         """Create a key now (saved in the background); returns it and its secret."""
         key, secret = build_key(name, models, **fields)
-        self._apply_now(lambda s: s.keys.__setitem__(key.id, key))
-        return key, secret
+        # The queued op inserts its own copy: sharing the live object with the writer's
+        # working copy would count requests made during the write twice.
+        snapshot = copy.deepcopy(key)
+        self._apply_now(lambda s: s.keys.setdefault(key.id, copy.deepcopy(snapshot)))
+        return self.keys[key.id], secret
 
     def authenticate(self, secret: str | None, now: float | None = None) -> ApiKey:
         """The key for a presented secret, or AuthError saying why not (never echoing it)."""

@@ -5,6 +5,7 @@ A changed config.yaml is parsed again: on success it replaces `registry.config` 
 client follows a new `ollama_url` and the model catalog is invalidated); an invalid edit is
 refused with an ERROR naming the file and line, and the last good config stays in force.
 A state.json changed by someone else (the CLI) is reloaded so its keys work at once.
+Settings in RESTART_SETTINGS are only read at startup; changing them logs a warning.
 See state/registry.py for which setting wins where.
 """
 
@@ -21,6 +22,10 @@ from appkeys import CATALOG, REGISTRY, UPSTREAM
 from state.config import Config, ConfigError, load_config
 
 log = logging.getLogger(__name__)
+# Read once at startup (listening socket, files, cookie key, HTTP client, logging).
+RESTART_SETTINGS = ("host", "port", "data_dir", "session_secret", "admin_password",
+                    "connect_timeout", "read_timeout", "max_body_bytes", "log_format",
+                    "log_level", "shutdown_timeout")
 
 
 def _mtime(path: str | None) -> tuple[int, int] | None:
@@ -70,6 +75,10 @@ async def reload_config(app: web.Application) -> bool:
         return False
     if new == registry.config:
         return False
+    fixed = [n for n in RESTART_SETTINGS if getattr(new, n) != getattr(registry.config, n)]
+    if fixed:
+        log.warning("config.yaml changed %s; that takes effect only after a restart",
+                    ", ".join(fixed))
     apply_config(app, new)
     log.info("reloaded %s", path)
     return True

@@ -144,13 +144,13 @@ class StateWriter:
                 else:
                     work = RegistryState.from_doc(self.registry.current().to_doc())
                     written = {}  # already part of the live state being copied
-                _apply_counts(work, written)
                 results: list[tuple[asyncio.Future[Any] | None, Any, BaseException | None]] = []
                 for op, fut in batch:
                     try:
                         results.append((fut, op(work), None))
                     except Exception as exc:  # noqa: BLE001 - rejected op, reported to caller
                         results.append((fut, None, exc))
+                _apply_counts(work, written)
                 doc = work.to_doc()
                 try:
                     self._stamp = await loop.run_in_executor(None, self.store.write, doc)

@@ -188,3 +188,42 @@ def test_constant_time_comparison_used(monkeypatch: Any) -> None:
     assert (key.secret_hash, hash_secret(secret)) in calls
     with pytest.raises(Exception, match="no such key"):
         reg.authenticate("sk-" + "x" * 43)
+
+
+async def test_counters_exact_under_concurrent_writes(make_gateway: Any) -> None:
+    """Touches racing admin writes, debounced flushes and outside (CLI) writes: none is lost
+    and none is counted twice."""
+    import asyncio
+
+    from cli import run_cli
+    client = await make_gateway()
+    registry = client.app[REGISTRY]
+    registry.flush_delay = 0.001
+    registry.poll_interval = 0.01
+    key = registry.authenticate(create_test_key(client.app, "hot"))
+
+    async def touches() -> None:
+        for _ in range(300):
+            registry.touch(key)
+            await asyncio.sleep(0)
+
+    async def admin_writes() -> None:
+        for i in range(20):
+            def op(state: Any, i: int = i) -> None:
+                state.settings["key_rotation_grace"] = i
+            await registry.mutate(op)
+
+    def cli_writes() -> None:
+        config = Config(data_dir=registry.config.data_dir)
+        for i in range(5):
+            assert run_cli(config, ["keys", "create", f"c{i}", "--models", "*"]) == 0
+
+    await asyncio.gather(touches(), touches(), admin_writes(), asyncio.to_thread(cli_writes))
+    await asyncio.sleep(0.1)
+    assert registry.keys[key.id].request_count == 600
+    await client.close()
+    doc = json.loads((Path(client.app[CONFIG].data_dir) / "state.json").read_text())
+    saved = {k["name"]: k for k in doc["keys"]}
+    assert saved["hot"]["request_count"] == 600
+    assert set(saved) == {"hot"} | {f"c{i}" for i in range(5)}
+    assert doc["settings"]["key_rotation_grace"] == 19
