@@ -12,7 +12,7 @@ import jinja2
 from aiohttp import web
 
 from web import auth
-from web.pages_util import fmt_ago, fmt_bytes, fmt_num, fmt_time
+from web.pages_util import fmt_ago, fmt_bytes, fmt_num, fmt_time, ticks
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,8 @@ def setup_pages(app: web.Application) -> None:
         autoescape=True,
         undefined=jinja2.ChainableUndefined,
         context_processors=[admin_context],
-        filters={"bytes": fmt_bytes, "num": fmt_num, "datetime": fmt_time, "ago": fmt_ago},
+        filters={"bytes": fmt_bytes, "num": fmt_num, "datetime": fmt_time, "ago": fmt_ago,
+                 "ticks": ticks},
     )
     app.router.add_static("/admin/static/", STATIC_DIR, name="admin_static")
     app.router.add_get("/", root)

@@ -124,10 +124,10 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     models = await _catalog_models(app)
     keys = list(registry.keys.values())
     counts = {
-        "models": len(models),
-        "models_enabled": sum(1 for m in models if registry.model_settings(m).enabled),
-        "keys": len(keys),
-        "keys_active": sum(1 for k in keys if k.enabled and
+        "model_total": len(models),
+        "model_enabled": sum(1 for m in models if registry.model_settings(m).enabled),
+        "key_total": len(keys),
+        "key_active": sum(1 for k in keys if k.enabled and
                            (k.expires_at is None or k.expires_at > now)),
     }
     ctx = {"ollama": ollama, "loaded": loaded, "stats": stats, "charts": charts,

@@ -57,6 +57,10 @@ async def keys_page(request: web.Request) -> web.StreamResponse:
     app = request.app
     found, _error = await list_models(app)
     model_names = sorted(m.name for m in found)
+    # The ready-made snippets need a model that can chat; embedding models cannot.
+    chat_models = [m.name for m in sorted(found, key=lambda m: m.name)
+                   if "embedding" not in (m.capabilities or [])]
+    snippet_model = (chat_models or model_names or ["llama3.2"])[0]
     now = time.time()
     keys = sorted(app[REGISTRY].keys.values(), key=lambda k: k.created_at, reverse=True)
     rows = [key_row(k, model_names, now) for k in keys]
@@ -66,4 +70,4 @@ async def keys_page(request: web.Request) -> web.StreamResponse:
         has_usage = has_usage or row["usage"] is not None
     return aiohttp_jinja2.render_template("keys.html", request, {
         "keys": rows, "model_names": model_names, "base_url": base_url(request),
-        "has_key_usage": has_usage})
+        "has_key_usage": has_usage, "snippet_model": snippet_model})

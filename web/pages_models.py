@@ -48,7 +48,13 @@ def model_row(registry: Registry, info: Any) -> dict[str, Any]:
     cfg = _config_entry(registry, name)
     cfg_overrides = dict(cfg.overrides) if cfg else {}
     cfg_enforce = dict(cfg.enforce) if cfg else {}
-    rows = option_rows(ui.get("overrides"), ui.get("enforce"), cfg_overrides, cfg_enforce)
+    ui_overrides = dict(ui.get("overrides") or {})
+    # The model's own reasoning_output field is edited as a row of the same editor.
+    if ui.get("reasoning_output"):
+        ui_overrides["reasoning_output"] = ui["reasoning_output"]
+    if cfg and cfg.reasoning_output:
+        cfg_overrides["reasoning_output"] = cfg.reasoning_output
+    rows = option_rows(ui_overrides, ui.get("enforce"), cfg_overrides, cfg_enforce)
     return {
         "name": name,
         "display_name": eff.display_name or getattr(info, "display_name", None),

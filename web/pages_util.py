@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+from markupsafe import Markup, escape
 
 from api.options import GATEWAY_PARAMS, OLLAMA_OPTIONS, REASONING_OUTPUT_MODES, THINK_LEVELS
 
@@ -76,6 +79,11 @@ def fmt_ago(ts: Any, now: float | None = None) -> str:
         return f"{int(delta // 3600)} h ago"
     days = int(delta // 86400)
     return "1 day ago" if days == 1 else f"{days} days ago"
+
+
+def ticks(text: str) -> Markup:
+    """Help text with `code` spans as <code> (escaped first, so nothing else is markup)."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
 
 
 def input_value(value: Any) -> str:

@@ -58,6 +58,14 @@
         return;
       }
       var body = { overrides: values.overrides, enforce: values.enforce };
+      /* reasoning_output is a model field of its own, not an Ollama option. */
+      var modeRow = form.querySelector('tr[data-option="reasoning_output"]');
+      if (modeRow && !modeRow.hasAttribute("data-locked")) {
+        var mode = values.overrides.reasoning_output || values.enforce.reasoning_output || null;
+        delete values.overrides.reasoning_output;
+        delete values.enforce.reasoning_output;
+        body.reasoning_output = mode;
+      }
       var dn = form.querySelector('[name="display_name"]');
       if (dn && !dn.disabled) body.display_name = dn.value.trim() || null;
       var btn = form.querySelector("button[type=submit]");

@@ -63,20 +63,25 @@
     return out;
   }
 
-  /* Check a value as soon as the field is left, so mistakes show before saving. */
-  document.addEventListener("change", function (ev) {
+  /* Check a value when the field is left; clear the message as soon as the value is fixed.
+     Clearing on "input" (not on blur) keeps the layout still when the Save button is
+     pressed right after fixing a value, so that click is not lost to a shifting page. */
+  function check(ev, addErrors) {
     var row = ev.target.closest("tr[data-option]");
     if (!row || ev.target.name !== row.getAttribute("data-option")) return;
     var slot = row.querySelector("[data-error-for]");
-    ev.target.classList.remove("invalid");
-    if (slot) slot.textContent = "";
-    if (ev.target.value.trim() === "") return;
-    var parsed = parseValue(row.getAttribute("data-kind"), ev.target.value);
-    if (parsed.error) {
+    var value = ev.target.value.trim();
+    var parsed = value === "" ? {} : parseValue(row.getAttribute("data-kind"), ev.target.value);
+    if (!parsed.error) {
+      ev.target.classList.remove("invalid");
+      if (slot) slot.textContent = "";
+    } else if (addErrors) {
       ev.target.classList.add("invalid");
       if (slot) slot.textContent = parsed.error;
     }
-  });
+  }
+  document.addEventListener("input", function (ev) { check(ev, false); });
+  document.addEventListener("change", function (ev) { check(ev, true); });
 
   /* The option an API error names: "overrides.temperature" -> "temperature". */
   function optionOf(param) {
