@@ -88,8 +88,26 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (hour, key_id, model)
     ) WITHOUT ROWID;
     """,
+    # 2: daily rollups, so charts over weeks sum ~24x fewer rows; backfilled from the hours.
+    f"""
+    CREATE TABLE rollup_day (
+        day INTEGER NOT NULL,
+        key_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        key_name TEXT,
+        {", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _SUM_COLS)},
+        {", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in LAT_COLS + TTFT_COLS)},
+        PRIMARY KEY (day, key_id, model)
+    ) WITHOUT ROWID;
+    INSERT INTO rollup_day
+        SELECT hour / 24, key_id, model, MAX(key_name),
+        {", ".join(f"SUM({c})" for c in _SUM_COLS + LAT_COLS + TTFT_COLS)}
+        FROM rollup_hour GROUP BY hour / 24, key_id, model;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# Rollup tables: (table, time column, seconds per unit).
+ROLLUPS = (("rollup_hour", "hour", 3600), ("rollup_day", "day", 86400))
 
 
 def bucket_of(ms: float) -> int:
@@ -164,11 +182,12 @@ class _Rollup:
     ttft: list[int]
 
 
-def rollup_batch(recs: Iterable[RequestRecord]) -> dict[tuple[int, str, str], _Rollup]:
-    """Aggregate records into hourly (hour, key_id, model) cells."""
+def rollup_batch(recs: Iterable[RequestRecord],
+                 period: int = 3600) -> dict[tuple[int, str, str], _Rollup]:
+    """Aggregate records into (time unit, key_id, model) cells of `period` seconds."""
     cells: dict[tuple[int, str, str], _Rollup] = {}
     for rec in recs:
-        cell_key = (int(rec.ts // 3600), rec.key_id or "", rollup_model(rec))
+        cell_key = (int(rec.ts // period), rec.key_id or "", rollup_model(rec))
         cell = cells.get(cell_key)
         if cell is None:
             cell = cells[cell_key] = _Rollup(rec.key_name, [0] * len(_SUM_COLS),
@@ -191,14 +210,16 @@ def rollup_batch(recs: Iterable[RequestRecord]) -> dict[tuple[int, str, str], _R
     return cells
 
 
-_COLS_ALL = ("hour", "key_id", "model", "key_name") + _SUM_COLS + LAT_COLS + TTFT_COLS
-_UPSERT = (
-    f"INSERT INTO rollup_hour ({', '.join(_COLS_ALL)}) "
-    f"VALUES ({', '.join('?' * len(_COLS_ALL))}) "
-    "ON CONFLICT (hour, key_id, model) DO UPDATE SET "
-    "key_name = COALESCE(excluded.key_name, key_name), "
-    + ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUM_COLS + LAT_COLS + TTFT_COLS)
-)
+def _upsert_sql(table: str, unit: str) -> str:
+    """INSERT ... ON CONFLICT DO UPDATE adding a batch's cells into a rollup table."""
+    cols = (unit, "key_id", "model", "key_name") + _SUM_COLS + LAT_COLS + TTFT_COLS
+    return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+            f"ON CONFLICT ({unit}, key_id, model) DO UPDATE SET "
+            "key_name = COALESCE(excluded.key_name, key_name), "
+            + ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUM_COLS + LAT_COLS + TTFT_COLS))
+
+
+_UPSERTS = tuple((_upsert_sql(table, unit), period) for table, unit, period in ROLLUPS)
 _INSERT_REQUEST = (f"INSERT INTO requests ({', '.join(REQUEST_COLS)}) "
                    f"VALUES ({', '.join('?' * len(REQUEST_COLS))})")
 
@@ -216,9 +237,10 @@ def insert_batch(conn: sqlite3.Connection, recs: Sequence[RequestRecord],
                     conn.execute("INSERT INTO content (request_id, ts, prompt, response) "
                                  "VALUES (?, ?, ?, ?)",
                                  (cur.lastrowid, rec.ts, rec.prompt_text, rec.response_text))
-        conn.executemany(_UPSERT, [
-            (hour, key_id, model, cell.key_name, *cell.sums, *cell.lat, *cell.ttft)
-            for (hour, key_id, model), cell in rollup_batch(recs).items()])
+        for sql, period in _UPSERTS:
+            conn.executemany(sql, [
+                (unit, key_id, model, cell.key_name, *cell.sums, *cell.lat, *cell.ttft)
+                for (unit, key_id, model), cell in rollup_batch(recs, period).items()])
 
 
 def _has_content(rec: RequestRecord) -> bool:
@@ -260,8 +282,9 @@ def prune(conn: sqlite3.Connection, now: float, retention_days: int, retention_r
         by_age = _chunked(conn, "DELETE FROM requests WHERE id IN "
                           "(SELECT id FROM requests WHERE ts < ? LIMIT ?)", cutoff, stop)
         with transaction(conn):
-            rollups = conn.execute("DELETE FROM rollup_hour WHERE hour < ?",
-                                   (int(cutoff // 3600),)).rowcount
+            for table, unit, period in ROLLUPS:
+                rollups += conn.execute(f"DELETE FROM {table} WHERE {unit} < ?",
+                                        (int(cutoff // period),)).rowcount
     if retention_rows > 0:
         excess = conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0] - retention_rows
         while excess > 0 and not (stop and stop.is_set()):

@@ -160,15 +160,16 @@ _AGG = ("SUM(requests), SUM(errors), SUM(cancelled), SUM(prompt_tokens), "
         "SUM(ttft_ms_sum), " + ", ".join(f"SUM({c})" for c in LAT_COLS + TTFT_COLS))
 
 
-def _rollup_where(f: UsageFilter) -> tuple[str, list[Any]]:
-    """WHERE clause on rollup_hour for a filter (hour-granular; status does not apply)."""
+def _rollup_where(f: UsageFilter, unit: str = "hour",
+                  period: int = 3600) -> tuple[str, list[Any]]:
+    """WHERE clause on a rollup table (whole hours or days; status does not apply)."""
     clauses, args = ["1"], []
     if f.since is not None:
-        clauses.append("hour >= ?")
-        args.append(int(f.since // 3600))
+        clauses.append(f"{unit} >= ?")
+        args.append(int(f.since // period))
     if f.until is not None:
-        clauses.append("hour < ?")
-        args.append(math.ceil(f.until / 3600))
+        clauses.append(f"{unit} < ?")
+        args.append(math.ceil(f.until / period))
     if f.key_id is not None:
         clauses.append("key_id = ?")
         args.append("" if f.key_id == NO_KEY else f.key_id)
@@ -202,31 +203,36 @@ def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def chart_bucket(f: UsageFilter, now: float, first_hour: int | None) -> tuple[float, float, int]:
-    """(start, end, bucket seconds) of the chart for a filter: hourly up to 3 days, else daily."""
+def chart_bucket(f: UsageFilter, now: float, first_day: int | None) -> tuple[float, float, int]:
+    """(start, end, bucket seconds) of the chart for a filter: hourly up to 3 days, else daily.
+
+    Charts and totals count whole rollup cells: whole hours, or whole UTC days for daily
+    charts (so "7d" covers the last 7 days plus today), which keeps them fast at 1M rows.
+    """
     end = f.until if f.until is not None else now
-    start = f.since if f.since is not None else (first_hour * 3600 if first_hour is not None
+    start = f.since if f.since is not None else (first_day * 86400 if first_day is not None
                                                  else end - 86400)
     step = 3600 if end - start <= HOURLY_MAX_SPAN else 86400
-    return start, end, step
+    return start - start % step, math.ceil(end / step) * step, step
 
 
 def aggregates(conn: sqlite3.Connection, f: UsageFilter, now: float,
                top: int = 10) -> dict[str, Any]:
     """Totals, a dense time series, and per-key / per-model totals for a filter."""
-    where, args = _rollup_where(f)
-    first_hour = None
+    first_day = None
     if f.since is None:
-        first_hour = conn.execute(f"SELECT MIN(hour) FROM rollup_hour WHERE {where}",
-                                  args).fetchone()[0]
-    start, end, step = chart_bucket(f, now, first_hour)
-    per = step // 3600
-    rows = conn.execute(f"SELECT hour / {per} AS b, {_AGG} FROM rollup_hour WHERE {where} "
+        where, args = _rollup_where(f, "day", 86400)
+        first_day = conn.execute(f"SELECT MIN(day) FROM rollup_day WHERE {where}",
+                                 args).fetchone()[0]
+    start, end, step = chart_bucket(f, now, first_day)
+    table, unit = ("rollup_hour", "hour") if step == 3600 else ("rollup_day", "day")
+    where, args = _rollup_where(UsageFilter(start, end, f.key_id, f.model), unit, step)
+    rows = conn.execute(f"SELECT {unit} AS b, {_AGG} FROM {table} WHERE {where} "
                         "GROUP BY b ORDER BY b", args).fetchall()
     by_bucket = {int(r[0]): r[1:] for r in rows}
     zero = (0,) * (9 + 2 * HIST_BUCKETS)
     series = []
-    for b in range(int(start // step), int(math.ceil(end / step))):
+    for b in range(int(start // step), int(end // step)):
         point = _stats(by_bucket.get(b, zero))
         point["t"] = b * step
         point["time"] = iso(b * step)
@@ -235,11 +241,11 @@ def aggregates(conn: sqlite3.Connection, f: UsageFilter, now: float,
         if by_bucket else zero
     keys = conn.execute(
         f"SELECT key_id, MAX(key_name), SUM(requests), SUM(prompt_tokens), "
-        f"SUM(completion_tokens), SUM(errors) FROM rollup_hour WHERE {where} GROUP BY key_id "
+        f"SUM(completion_tokens), SUM(errors) FROM {table} WHERE {where} GROUP BY key_id "
         "ORDER BY SUM(requests) DESC, key_id", args).fetchall()
     models = conn.execute(
         f"SELECT model, SUM(requests), SUM(prompt_tokens), SUM(completion_tokens), "
-        f"SUM(errors) FROM rollup_hour WHERE {where} GROUP BY model "
+        f"SUM(errors) FROM {table} WHERE {where} GROUP BY model "
         "ORDER BY SUM(requests) DESC, model", args).fetchall()
     return {
         "since": iso(start), "until": iso(end), "bucket_seconds": step,
@@ -341,10 +347,10 @@ def key_summary(conn: sqlite3.Connection, key_id: str, now: float,
     """One key's totals and daily series over the last `days` days (from rollups)."""
     since = (int(now // 86400) - days + 1) * 86400
     f = UsageFilter(since=since, until=now, key_id=key_id)
-    where, args = _rollup_where(f)
-    found = conn.execute(f"SELECT hour / 24, SUM(requests), SUM(prompt_tokens), "
-                         f"SUM(completion_tokens), SUM(errors) FROM rollup_hour WHERE {where} "
-                         "GROUP BY hour / 24", args).fetchall()
+    where, args = _rollup_where(f, "day", 86400)
+    found = conn.execute(f"SELECT day, SUM(requests), SUM(prompt_tokens), "
+                         f"SUM(completion_tokens), SUM(errors) FROM rollup_day WHERE {where} "
+                         "GROUP BY day", args).fetchall()
     by_day = {int(d): (n, p, c, e) for d, n, p, c, e in found}
     series = []
     for day in range(int(since // 86400), int(since // 86400) + days):

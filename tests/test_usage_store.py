@@ -56,6 +56,22 @@ def test_migrations_are_versioned_and_idempotent(tmp_path: Path) -> None:
         usage_db.open_db(path)
 
 
+def test_migration_2_backfills_daily_rollups(tmp_path: Path) -> None:
+    path = tmp_path / "usage.db"
+    c = usage_db.open_db(path)
+    usage_db.insert_batch(c, [rec(ts=NOW - 5000 * i, key_id=f"k{i % 2}") for i in range(60)],
+                          False)
+    before = c.execute("SELECT * FROM rollup_day ORDER BY day, key_id, model").fetchall()
+    c.execute("DROP TABLE rollup_day")  # back to what schema version 1 had
+    c.execute("PRAGMA user_version = 1")
+    c.close()
+    c = usage_db.open_db(path)
+    assert c.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert c.execute("SELECT * FROM rollup_day ORDER BY day, key_id, model").fetchall() == before
+    assert len(before) > 2
+    c.close()
+
+
 # -- inserts and rollups ----------------------------------------------------------------------
 def test_rollups_match_raw_rows(conn: sqlite3.Connection) -> None:
     recs = [rec(ts=NOW - i * 700, key_id=f"k{i % 3}", key_name=f"name{i % 3}",
@@ -80,6 +96,13 @@ def test_rollups_match_raw_rows(conn: sqlite3.Connection) -> None:
         cell = (int(r.ts // 3600), r.key_id, r.ollama_model)
         expected[cell] = expected.get(cell, 0) + 1
     assert {(h, k, m): n for h, k, m, n in per_cell} == expected
+    cols = ", ".join(f"SUM({c})" for c in ("requests", "errors", "prompt_tokens",
+                                           "latency_ms_sum", "ttft_count", "lat_h10"))
+    by_day = conn.execute(f"SELECT {cols} FROM rollup_day").fetchone()
+    assert by_day == conn.execute(f"SELECT {cols} FROM rollup_hour").fetchone()
+    days = conn.execute("SELECT day, SUM(requests) FROM rollup_day GROUP BY day").fetchall()
+    assert dict(days) == {d: sum(1 for r in recs if int(r.ts // 86400) == d)
+                          for d in {int(r.ts // 86400) for r in recs}}
 
 
 def test_refusal_without_key_or_model_is_stored(conn: sqlite3.Connection) -> None:
@@ -252,6 +275,9 @@ def test_aggregates_series_totals_and_tops(conn: sqlite3.Connection) -> None:
     assert only["totals"]["requests"] == 5 and only["totals"]["error_rate"] == 1.0
     week = usage_query.aggregates(conn, parse_filter({"range": "7d"}, NOW), NOW)
     assert week["bucket_seconds"] == 86400 and sum(p["requests"] for p in week["series"]) == 15
+    # Daily charts count whole UTC days: the last 7 days plus today, 8 buckets.
+    assert len(week["series"]) == 8 and week["since"].endswith("T00:00:00Z")
+    assert week["series"][-1]["t"] == NOW - NOW % 86400
 
 
 def test_rows_filters_and_pagination(conn: sqlite3.Connection) -> None:
