@@ -41,7 +41,6 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await writer.close()
-        registry.writer = None
 
 
 def setup_state(app: web.Application) -> None:

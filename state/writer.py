@@ -43,6 +43,7 @@ class StateWriter:
         self._io_lock = asyncio.Lock()  # one read or write of the file at a time
         self._closing = False
         self._busy = False  # a batch is being committed
+        self._closed = False  # after close(): changes are refused, not silently kept in memory
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, pre_start: RegistryState) -> None:
@@ -79,6 +80,7 @@ class StateWriter:
         if self._pending or self._queue or self._busy:
             with contextlib.suppress(Exception):
                 await self.submit(lambda s: None)
+        self._closed = True
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -86,6 +88,8 @@ class StateWriter:
     # -- submitting -----------------------------------------------------------------------
     async def submit(self, op: Callable[[RegistryState], T]) -> T:
         """Queue a change and wait until it is on disk; op's exception is re-raised."""
+        if self._closed:
+            raise OSError("the gateway is shutting down; nothing was saved")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append((op, fut))
         self._wake.set()
@@ -136,14 +140,15 @@ class StateWriter:
             fd = await loop.run_in_executor(None, self._acquire)
             try:
                 stamp = await loop.run_in_executor(None, self.store.stamp)
-                written, self._pending = self._pending, {}
                 if stamp != self._stamp:
                     doc, stamp = await loop.run_in_executor(None, self.store.read)
                     work = self._decode(doc)
+                    written, self._pending = self._pending, {}
                     log.info("state file changed on disk (CLI?); reloaded before writing")
                 else:
                     work = RegistryState.from_doc(self.registry.current().to_doc())
-                    written = {}  # already part of the live state being copied
+                    # The live state already holds these counts; the copy carries them.
+                    written, self._pending = {}, {}
                 results: list[tuple[asyncio.Future[Any] | None, Any, BaseException | None]] = []
                 for op, fut in batch:
                     try:

@@ -393,3 +393,12 @@ async def test_disk_failure_changes_nothing(make_gateway: Any, monkeypatch: Any)
     assert [k.name for k in client.app[REGISTRY].keys.values()] == ["a"]
     monkeypatch.undo()
     await call(client, "POST", "/admin/api/keys", {"name": "b", "models": ["*"]}, 201)
+
+
+async def test_patch_model_with_slash_in_name(make_gateway: Any) -> None:
+    client = await admin_gateway(make_gateway)
+    out = await call(client, "PATCH", "/admin/api/models/hf.co%2Forg%2Fcoder:Q4_K_M",
+                     {"overrides": {"num_ctx": 4096}})
+    assert out["ollama_name"] == "hf.co/org/coder:q4_k_m" and out["available"] is True
+    assert client.app[REGISTRY].model_settings("hf.co/org/coder:Q4_K_M").overrides == \
+        {"num_ctx": 4096}

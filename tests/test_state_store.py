@@ -227,3 +227,16 @@ async def test_counters_exact_under_concurrent_writes(make_gateway: Any) -> None
     assert saved["hot"]["request_count"] == 600
     assert set(saved) == {"hot"} | {f"c{i}" for i in range(5)}
     assert doc["settings"]["key_rotation_grace"] == 19
+
+
+async def test_changes_after_shutdown_are_refused(make_gateway: Any) -> None:
+    client = await make_gateway()
+    registry = client.app[REGISTRY]
+    await client.close()
+
+    def op(state: Any) -> None:
+        state.settings["key_rotation_grace"] = 1
+
+    with pytest.raises(OSError, match="shutting down"):
+        await registry.mutate(op)
+    assert "key_rotation_grace" not in registry.settings_state

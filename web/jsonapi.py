@@ -10,6 +10,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from state.store import StateFileError
+
 log = logging.getLogger(__name__)
 
 
@@ -94,6 +96,9 @@ async def api_error_middleware(request: web.Request, handler: Handler) -> web.St
             message = exc.text or exc.reason
         return json_error(exc.status, message, headers={
             k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")})
+    except StateFileError as exc:
+        log.error("admin change not saved (%s %s): %s", request.method, request.path, exc)
+        return json_error(503, f"The change could not be saved: {exc}")
     except OSError as exc:
         # The state file could not be written: the writer changed nothing in memory either.
         log.error("admin change not saved (%s %s): %s", request.method, request.path, exc)
