@@ -122,7 +122,7 @@ def convert_messages(messages: Any) -> list[dict[str, Any]]:
         if not isinstance(msg, Mapping):
             raise OptionError(where, f"'{where}' must be an object.")
         role = msg.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise OptionError(f"{where}.role", f"'{where}.role' must be one of "
                                                f"{', '.join(ROLES)}; got {role!r}.")
         text, images = _content(msg.get("content"), f"{where}.content")

@@ -401,6 +401,8 @@ class FakeOllama:
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
             return _error(400, "invalid input type")
         dims = body.get("dimensions") or 8
+        if not isinstance(dims, int) or not 0 < dims <= 4096:
+            return _error(400, f"invalid dimensions: {dims!r}")
         vectors = [fake_vector(text, int(dims)) for text in inputs]
         words = sum(len(t.split()) for t in inputs)
         return web.json_response({"model": name, "embeddings": vectors,
