@@ -63,12 +63,13 @@ def _node(node: Any, defs: dict[str, Any], depth: int, seen: set[str]) -> Any:
             part = _node(part, defs, depth + 1, seen)
             if isinstance(part, Mapping):
                 for key, value in part.items():
+                    mine = node.get(key)
                     if key == "properties" and isinstance(value, Mapping):
-                        node["properties"] = {**node.get("properties", {}), **value}
+                        node["properties"] = {**(mine if isinstance(mine, Mapping) else {}),
+                                              **value}
                     elif key == "required" and isinstance(value, list):
-                        node["required"] = [*node.get("required", []),
-                                            *[r for r in value if r not in
-                                              node.get("required", [])]]
+                        have = list(mine) if isinstance(mine, list) else []
+                        node["required"] = have + [r for r in value if r not in have]
                     elif key == "description":
                         node["description"] = _join(node.get("description"), value)
                     else:

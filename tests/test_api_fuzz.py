@@ -70,3 +70,36 @@ async def test_other_endpoints(gw: Any, path: str, base: dict[str, Any],
                 assert (await resp.text()).rstrip().endswith("data: [DONE]")
                 continue
             _check(resp.status, await resp.json())
+
+
+NESTED_CONTENT: list[Any] = [
+    [{"type": "image_url", "image_url": 5}], [{"type": "image_url", "image_url": {"url": 5}}],
+    [{"type": "image_url", "image_url": {"url": "data:image/png;base64,"}}],
+    [{"type": "input_audio", "input_audio": {"data": 5}}], [{"type": "input_audio"}],
+    [{"type": "refusal", "refusal": 5}], [{"type": None}], [{"type": "text"}], ["plain", 5],
+]
+NESTED_TOOL_CALLS: list[Any] = [
+    [{"function": {"name": "f", "arguments": 5}}], [{"id": 5, "function": {"name": "f"}}],
+    [{"function": {"name": "f", "arguments": "[1,2]"}}], [5], [{"function": "f"}],
+]
+NESTED_SCHEMAS: list[Any] = [
+    {"properties": 5}, {"required": 5, "allOf": [{"required": ["a"]}]},
+    {"properties": 5, "allOf": [{"properties": {"a": {}}}]}, {"allOf": [5, None]},
+    {"oneOf": 5}, {"anyOf": [5]}, {"$ref": 5}, {"$ref": "#/$defs/missing"},
+    {"$defs": 5, "properties": {"a": {"$ref": "#/$defs/x"}}}, {"items": 5, "type": "array"},
+    {"type": ["null"]}, {"type": 5, "minimum": "x"}, {"properties": {"a": 5}},
+]
+
+
+async def test_nested_values(gw: Any) -> None:
+    bodies: list[dict[str, Any]] = []
+    bodies += [{**BASE_CHAT, "messages": [{"role": "user", "content": c}]}
+               for c in NESTED_CONTENT]
+    bodies += [{**BASE_CHAT, "messages": [{"role": "assistant", "content": None,
+                                           "tool_calls": t}]} for t in NESTED_TOOL_CALLS]
+    bodies += [{**BASE_CHAT, "tools": [{"type": "function",
+                                        "function": {"name": "f", "parameters": p}}]}
+               for p in NESTED_SCHEMAS]
+    for body in bodies:
+        resp = await gw.post("/v1/chat/completions", json=body, headers=gw.h)
+        _check(resp.status, await resp.json())
