@@ -232,7 +232,7 @@ async def test_settings_page_locks_config_values(make_gateway: MakeGateway) -> N
     html = await (await client.get("/admin/settings")).text()
     select = re.search(r'<select name="reasoning_output"[^>]*>', html)
     assert select and "disabled" in select.group(0)
-    assert "set in config.yaml (locked)" in html
+    assert "set in config.yaml (locked)" in html  # reasoning_output has no env var
     assert re.search(r'name="temperature" value="0.3"[^>]*disabled', html.replace("\n", " "))
     url_input = re.search(r'<input type="url" name="ollama_url"[^>]*>', html)
     assert url_input and "disabled" in url_input.group(0)  # make_gateway sets it explicitly

@@ -16,6 +16,7 @@ from api.errors import APIError
 from appkeys import CATALOG, REGISTRY, UPSTREAM, USAGE
 from state import usage_query
 from state.usage import UsageUnavailable
+from web import charts
 from web.pages_util import fmt_num
 
 log = logging.getLogger(__name__)
@@ -69,10 +70,6 @@ async def _usage(app: web.Application, now: float) -> tuple[dict[str, Any], dict
 
 def _charts(week: dict[str, Any]) -> list[dict[str, Any]]:
     """Small SVG charts of the week, drawn by web/charts.py when it is available."""
-    try:
-        from web import charts
-    except ImportError:  # the usage engineer's module; the dashboard works without it
-        return []
     series = week.get("series") or []
     out = []
     for title, field in (("Requests, last 7 days", "requests"),

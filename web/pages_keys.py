@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -15,6 +15,7 @@ from appkeys import REGISTRY
 from state.registry import ApiKey
 from web.pages_dashboard import base_url
 from web.pages_models import list_models
+from web.usage_api import key_usage_summary
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,7 @@ def key_row(key: ApiKey, model_names: list[str], now: float) -> dict[str, Any]:
 async def _usage_summary(app: web.Application, key_id: str) -> Any:
     """The usage engineer's per-key 7-day summary, or None when it is unavailable."""
     try:
-        from web.usage_api import key_usage_summary  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    try:
-        result = key_usage_summary(app, key_id)
-        return await result if inspect.isawaitable(result) else result
+        return await key_usage_summary(app, key_id)
     except Exception:  # usage figures are decoration here; the key list must still render
         log.exception("key usage summary failed for key %s", key_id)
         return None
@@ -64,10 +60,10 @@ async def keys_page(request: web.Request) -> web.StreamResponse:
     now = time.time()
     keys = sorted(app[REGISTRY].keys.values(), key=lambda k: k.created_at, reverse=True)
     rows = [key_row(k, model_names, now) for k in keys]
-    has_usage = False
-    for row in rows:
-        row["usage"] = await _usage_summary(app, row["id"])
-        has_usage = has_usage or row["usage"] is not None
+    summaries = await asyncio.gather(*(_usage_summary(app, row["id"]) for row in rows))
+    for row, summary in zip(rows, summaries, strict=True):
+        row["usage"] = summary
+    has_usage = any(summary is not None for summary in summaries)
     return aiohttp_jinja2.render_template("keys.html", request, {
         "keys": rows, "model_names": model_names, "base_url": base_url(request),
         "has_key_usage": has_usage, "snippet_model": snippet_model})

@@ -32,7 +32,8 @@ def _locked_by(registry: Registry, name: str) -> str | None:
     if name not in registry.config.explicit:
         return None
     setting = SETTINGS_BY_NAME[name]
-    return f"${setting.env}" if setting.env else "config.yaml"
+    # Config.explicit does not say which of the two it was.
+    return f"config.yaml or ${setting.env}" if setting.env else "config.yaml"
 
 
 def setting_fields(registry: Registry) -> dict[str, dict[str, Any]]:

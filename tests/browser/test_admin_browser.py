@@ -186,14 +186,18 @@ async def test_api_errors_show_next_to_field(make_gateway: MakeGateway, page: An
     assert_clean(page, allow_http_errors=True)
 
 
-async def _shoot(page: Any, name: str) -> None:
-    """Screenshots of the current page at desktop and phone width."""
+async def _shoot(page: Any, name: str, focus: str | None = None) -> None:
+    """Screenshots at desktop width (whole page) and phone width (the screen a phone shows,
+    scrolled to `focus` when given)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
         await page.set_viewport_size(size)
-        await page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
-        # Nothing may stick out sideways on a phone: wide tables scroll inside their box.
-        if label == "phone":
+        phone = label == "phone"
+        if phone and focus:
+            await page.locator(focus).first.scroll_into_view_if_needed()
+        await page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=not phone)
+        if phone:
+            # Nothing may stick out sideways on a phone: wide tables scroll inside their box.
             overflow = await page.evaluate(
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth")
             assert overflow <= 1, f"{name}: page is {overflow}px wider than the phone"
@@ -246,7 +250,7 @@ async def test_screenshots_of_every_page(make_gateway: MakeGateway, page: Any) -
         await _shoot(page, name)
     await page.goto(base + "/admin/models")
     await page.click('button[data-edit-model="qwen3:8b"]')
-    await _shoot(page, "models-editor")
+    await _shoot(page, "models-editor", focus='form[data-model-form="qwen3:8b"] h3')
     await page.goto(base + "/admin/keys")
     await page.click("#new-key-toggle")
     await page.fill("#new-name", "phone")
