@@ -104,9 +104,20 @@ async def serve(app: web.Application, config: Config) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server, or a CLI command (`keys …`, `admin …`)."""
-    parser = argparse.ArgumentParser(prog="gateway.py", description=__doc__)
+    # -h is handled here only without a command, so `gateway.py keys create -h` reaches the CLI.
+    parser = argparse.ArgumentParser(
+        prog="gateway.py", add_help=False,
+        description="ollama2openai: an OpenAI-compatible gateway for Ollama. Without a command, "
+                    "serve; see the README for settings.",
+        epilog="commands (each has --help): keys create|list|revoke, admin set-password")
+    parser.add_argument("-h", "--help", action="store_true", help="show this help and exit")
     parser.add_argument("--config", metavar="PATH", help="config file (default ./config.yaml)")
     args, rest = parser.parse_known_args(argv)
+    if args.help and not rest:
+        parser.print_help()
+        return 0
+    if args.help:
+        rest.append("--help")
     try:
         config = load_config(_config_path(args.config))
     except ConfigError as exc:

@@ -224,3 +224,23 @@ async def test_sigterm_finishes_requests_and_ends_streams(
                                "IN ('shutdown-stream', 'shutdown-slow')").fetchall())
     assert rows.get("shutdown-slow") == 200, rows
     assert "shutdown-stream" in rows, rows
+
+
+def test_help_without_a_command_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--config PATH" in out and "keys create|list|revoke" in out
+
+
+def test_help_after_a_command_reaches_the_cli(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", str(config), "keys", "create", "--help"])
+    assert exc.value.code == 0
+    assert "usage: gateway.py keys create" in capsys.readouterr().out
