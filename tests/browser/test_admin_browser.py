@@ -11,7 +11,7 @@ import pytest
 from appkeys import USAGE
 from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS
 from tests.conftest import MakeGateway
-from tests.fake_ollama import FakeOllama
+from tests.fake_ollama import FakeModel, FakeOllama
 
 pytestmark = pytest.mark.browser
 
@@ -50,6 +50,7 @@ async def log_in_and_change_password(page: Any, base: str) -> None:
     await page.click("form button[type=submit]")
     await page.wait_for_url("**/admin/password")
     assert "differ" in await page.inner_text('[data-error-for="confirm"]')
+    assert_clean(page, allow_http_errors=True)  # the refused form answered 400, as it should
     await page.fill("#current", "admin")
     await page.fill("#new", NEW_PASSWORD)
     await page.fill("#confirm", NEW_PASSWORD)
@@ -65,7 +66,7 @@ async def test_admin_tasks_end_to_end(make_gateway: MakeGateway, fake_ollama: Fa
 
     # 1. Log in and change the default password.
     await log_in_and_change_password(page, base)
-    assert_clean(page, allow_http_errors=True)  # the refused mismatch answered 400
+    assert_clean(page)
 
     # 2. Create a key with the model picker and read its secret, shown once.
     await page.goto(base + "/admin/keys")
@@ -146,6 +147,66 @@ async def test_admin_tasks_end_to_end(make_gateway: MakeGateway, fake_ollama: Fa
         assert_clean(page)
     finally:
         await sdk.close()
+
+
+async def test_key_edit_disable_rotate_and_model_refresh(
+        make_gateway: MakeGateway, fake_ollama: FakeOllama, page: Any) -> None:
+    client = await make_gateway()
+    base = base_of(client)
+    await log_in_and_change_password(page, base)
+    await page.goto(base + "/admin/keys")
+    old = await page.evaluate("""async () => (await Admin.api("POST", "/admin/api/keys",
+        {name: "ci", models: ["llama3.2:latest"]})).data.key""")
+    await page.reload()
+    sdk = openai.AsyncOpenAI(base_url=base + "/v1", api_key=old, max_retries=0)
+    messages = [{"role": "user", "content": "hi"}]
+    try:
+        # Edit: rename, add a limit and a pattern; the list shows the new values.
+        await page.click("#keys-table button[data-edit-key]")
+        form = page.locator("form[data-key-form]")
+        await form.locator('input[name="name"]').fill("ci-runner")
+        await form.locator('input[name="rpm"]').fill("5")
+        await form.locator('input[name="patterns"]').fill("qwen3*")
+        await form.locator("button[type=submit]").click()
+        await page.wait_for_selector("#keys-table:has-text('ci-runner')")
+        row = await page.inner_text("#keys-table [data-key-row]")
+        assert "5 req/min" in row and "qwen3*" in row
+        assert (await sdk.chat.completions.create(model="qwen3:8b", messages=messages)).choices
+
+        # Disable: refused with 401 at once; enable: works again.
+        await page.click("#keys-table button[data-toggle-key]")
+        await page.wait_for_selector("#keys-table .badge-off:has-text('disabled')")
+        with pytest.raises(openai.AuthenticationError) as refused:
+            await sdk.chat.completions.create(model="llama3.2", messages=messages)
+        assert "disabled" in str(refused.value.message)
+        await page.click("#keys-table button[data-toggle-key]")
+        await page.wait_for_selector("#keys-table .badge-ok:has-text('active')")
+        await sdk.chat.completions.create(model="llama3.2", messages=messages)
+
+        # Rotate (after a confirmation): a new secret, shown once; the old one has grace time.
+        await page.click("#keys-table button[data-rotate-key]")
+        await page.wait_for_selector("#secret-panel:not([hidden])")
+        assert "Rotate key 'ci-runner'?" in page.dialogs[-1]
+        new = (await page.inner_text("#secret-value")).strip()
+        assert new.startswith("sk-") and new != old
+        rotated = openai.AsyncOpenAI(base_url=base + "/v1", api_key=new, max_retries=0)
+        try:
+            await rotated.chat.completions.create(model="llama3.2", messages=messages)
+        finally:
+            await rotated.close()
+        await sdk.chat.completions.create(model="llama3.2", messages=messages)
+    finally:
+        await sdk.close()
+
+    # Refresh: a model pulled into Ollama since shows up.
+    fake_ollama.models.append(FakeModel("mistral:7b", ["completion", "tools"], 32768,
+                                        family="mistral", parameter_size="7.2B"))
+    await page.goto(base + "/admin/models")
+    assert await page.locator('tr[data-model-row="mistral:7b"]').count() == 0
+    await page.click("#refresh-models")
+    await page.wait_for_selector('tr[data-model-row="mistral:7b"]')
+    assert "32,768" in await page.inner_text('tr[data-model-row="mistral:7b"]')
+    assert_clean(page)
 
 
 async def test_api_errors_show_next_to_field(make_gateway: MakeGateway, page: Any) -> None:
