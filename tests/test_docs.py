@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +241,86 @@ def test_bench_readme_command_runs_the_script() -> None:
 def test_yaml_in_readme_parses() -> None:
     for _, body in code_blocks("yaml"):
         yaml.safe_load(body)
+
+
+def _api_block(title: str, lang: str) -> str:
+    """The one `lang` code block under `### title` in the API reference."""
+    api = section("API reference")
+    match = re.search(rf"^### {re.escape(title)}\n(.*?)(?=^### |\Z)", api, re.M | re.S)
+    assert match, title
+    (body,) = re.findall(rf"^```{lang}\n(.*?)^```", match.group(1), re.M | re.S)
+    return str(body)
+
+
+async def test_python_examples_run_against_the_gateway(
+        make_gateway: Any, fake_ollama: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import create_test_key
+    from tests.fake_ollama import Script, text_script, tool_call
+
+    client = await make_gateway()
+    monkeypatch.setenv("OPENAI_BASE_URL", str(client.make_url("/v1")))
+    monkeypatch.setenv("OPENAI_API_KEY", create_test_key(client.app))
+    printed: list[str] = []
+    ns: dict[str, Any] = {"print": lambda *a, **k: printed.append(" ".join(map(str, a)))}
+
+    async def run(title: str) -> None:
+        await asyncio.to_thread(exec, compile(_api_block(title, "python"), title, "exec"), ns)
+
+    try:
+        await run("Chat")
+        assert ns["reply"].choices[0].message.content.startswith("Echo:")
+        await run("Streaming")
+        assert "".join(printed[1:]).startswith("Echo:")
+        await run("Reasoning")
+        assert "Thinking about" in ns["message"].reasoning_content
+        assert fake_ollama.last("/api/chat")["think"] == "high"
+        fake_ollama.push("chat", Script(lines=[{"message": {"content": "", "tool_calls": [
+            tool_call("get_weather", {"city": "Tokyo"})]}}]),
+            text_script("It is sunny in Tokyo."))
+        await run("Tools")
+        assert ns["args"] == {"city": "Tokyo"}
+        assert ns["final"].choices[0].message.content == "It is sunny in Tokyo."
+        tool_msg = fake_ollama.last("/api/chat")["messages"][-1]
+        assert tool_msg["role"] == "tool" and tool_msg["content"] == "Sunny in Tokyo"
+        await run("Ollama options (`extra_body`)")
+        sent = fake_ollama.last("/api/chat")
+        assert sent["options"]["num_ctx"] == 8192 and sent["options"]["top_k"] == 20
+        assert sent["options"]["repeat_penalty"] == 1.1 and sent["keep_alive"] == "30m"
+        await run("Embeddings")
+        assert len(ns["result"].data) == 2
+    finally:
+        if "client" in ns:  # the SDK's connection pool, or its sockets leak past the test
+            await asyncio.to_thread(ns["client"].close)
+
+
+async def test_curl_examples_succeed_against_the_gateway(make_gateway: Any) -> None:
+    from tests.conftest import auth_headers, create_test_key
+
+    client = await make_gateway()
+    headers = auth_headers(create_test_key(client.app))
+    calls = 0
+    for _, body in code_blocks("sh"):
+        if "curl" not in body:
+            continue
+        words = shlex.split(body.replace("\\\n", " "))
+        url = next(w for w in words if w.startswith("$OPENAI_BASE_URL"))
+        payload = words[words.index("-d") + 1]
+        resp = await client.post(url.replace("$OPENAI_BASE_URL", "/v1"), data=payload,
+                                 headers={**headers, "Content-Type": "application/json"})
+        text = await resp.text()
+        assert resp.status == 200, (url, payload, text)
+        calls += 1
+    assert calls >= 6
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed here")
+@pytest.mark.parametrize("body", [b for _, b in code_blocks("js")],
+                         ids=lambda b: b.splitlines()[0][:40])
+def test_js_examples_parse(body: str, tmp_path: Path) -> None:
+    # Syntax only (ES module, top-level await): the openai npm package is not a dependency.
+    script = tmp_path / "example.mjs"
+    prelude = "" if "new OpenAI" in body else "const client = {};\n"
+    script.write_text(prelude + body)
+    out = subprocess.run(["node", "--check", str(script)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
