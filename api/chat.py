@@ -89,38 +89,56 @@ class ChatHandler:
                 max_bytes=int(registry.setting("image_max_bytes")),
                 time_limit=float(registry.setting("image_timeout")),
                 allow_private=bool(registry.setting("image_allow_private")))
-        translators = [ChoiceTranslator(index=i, reasoning_mode=mode,
-                                        tool_choice=plan.tool_choice,
-                                        parallel_tool_calls=plan.parallel_tool_calls,
-                                        logprobs=plan.logprobs) for i in range(plan.n)]
-        upstreams = await open_all(request, "/api/chat", native_bodies(plan.native, plan.n))
+        def translator(i: int) -> ChoiceTranslator:
+            return ChoiceTranslator(index=i, reasoning_mode=mode, tool_choice=plan.tool_choice,
+                                    parallel_tool_calls=plan.parallel_tool_calls,
+                                    logprobs=plan.logprobs, forced_function=plan.forced_function)
+
+        translators = [translator(i) for i in range(plan.n)]
+        bodies = native_bodies(plan.native, plan.n)
+        upstreams = await open_all(request, "/api/chat", bodies)
         label = body["model"]
         if plan.stream:
             return await self._stream(request, call, plan, translators, upstreams, label)
-        return await self._complete(call, translators, upstreams, label)
+        await self._read(call, translators, upstreams)
+        spent: list[ChoiceTranslator] = []
+        missing = [t.index for t in translators if not t.calls]
+        if plan.tool_choice == "required" and missing:
+            # One retry for choices that answered in text although a call was required.
+            retries = [translator(i) for i in missing]
+            await self._read(call, retries, await open_all(
+                request, "/api/chat", [bodies[i] for i in missing]))
+            for retry in retries:
+                if retry.calls:
+                    spent.append(translators[retry.index])
+                    translators[retry.index] = retry
+                else:
+                    spent.append(retry)
+        usage = self._account(call, translators, spent)
+        return web.json_response(completion(completion_id(), int(time.time()), label,
+                                            [t.choice() for t in translators], usage))
 
-    async def _complete(self, call: V1Call, translators: list[ChoiceTranslator],
-                        upstreams: list[UpstreamStream], label: str) -> web.Response:
-        """A non-streaming answer, read from native streams (early errors, no long buffers)."""
+    @staticmethod
+    async def _read(call: V1Call, translators: list[ChoiceTranslator],
+                    upstreams: list[UpstreamStream]) -> None:
+        """Read whole native streams into translators (a failure is a 502)."""
         try:
             async for i, line in merged(upstreams):
-                translators[i].feed(line)
+                translators[i].feed(line)  # i is the position in both lists
                 call.first_token()
         except StreamFailed as exc:
             raise exc.api_error() from None
         finally:
             for s in upstreams:
                 s.close()
-        usage = self._account(call, translators)
-        body = completion(completion_id(), int(time.time()), label,
-                          [t.choice() for t in translators], usage)
-        return web.json_response(body)
 
     @staticmethod
-    def _account(call: V1Call, translators: list[ChoiceTranslator]) -> dict[str, Any]:
-        """Merge usage over choices, count it on the call, note speed metrics and content."""
-        usage = (translators[0].usage() if len(translators) == 1
-                 else merge_usage([t.usage() for t in translators]))
+    def _account(call: V1Call, translators: list[ChoiceTranslator],
+                 spent: list[ChoiceTranslator] | None = None) -> dict[str, Any]:
+        """Merge usage over choices (and discarded attempts), count it, note metrics."""
+        everyone = translators + (spent or [])
+        usage = (everyone[0].usage() if len(everyone) == 1
+                 else merge_usage([t.usage() for t in everyone]))
         call.add_usage(usage["prompt_tokens"], usage["completion_tokens"])
         call.note_metrics(translators[0].final)
         first = translators[0]

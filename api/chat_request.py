@@ -5,10 +5,14 @@ How `tool_choice` is honoured (Ollama cannot force a tool call natively):
   model makes anyway is discarded.
 - "auto" or absent: the tools are sent as they are.
 - "required": all tools are sent, plus a system message telling the model it must answer by
-  calling one of them. If it answers with text anyway, that text is returned as is
-  (finish_reason "stop"); the gateway does not retry.
+  calling one of them. Without streaming, an answer with no call is retried once (the usage
+  then counts both attempts); if the retry has no call either, its text is returned with
+  finish_reason "stop". Streaming answers cannot be retried, so they get the nudge only.
 - a named function {"type": "function", "function": {"name": X}}: only tool X is sent, with a
-  system message telling the model to call X. A name that is not among `tools` is a 400.
+  system message telling the model to call X, and the output is constrained with `format` to
+  X's parameter schema. A native call from the model is returned as is; otherwise the JSON the
+  model wrote becomes the arguments of a synthesized call to X (its text is held back until
+  the end of the answer for this, also when streaming). A name not among `tools` is a 400.
 - `parallel_tool_calls: false`: only the first call the model makes is returned.
 
 http(s) image URLs are left in `images` as URLs; api.images fetches them before sending.
@@ -43,6 +47,7 @@ class ChatPlan:
     include_usage: bool = False
     n: int = 1
     tool_choice: str = "auto"  # auto | none | required | named
+    forced_function: str | None = None  # the named tool_choice, if any
     parallel_tool_calls: bool = True
     logprobs: bool = False
     image_urls: list[str] = field(default_factory=list)
@@ -68,6 +73,13 @@ def from_chat_request(body: Mapping[str, Any], *, model: str, capabilities: set[
     if nudge:
         native["messages"] = [{"role": "system", "content": nudge}, *messages]
     plan = ChatPlan(native=native, tool_choice=mode)
+    if mode == "named" and tools:
+        # Constrain the output to the function's arguments (the original, unnarrowed schema).
+        plan.forced_function = tools[0]["function"]["name"]
+        original = next(t["function"].get("parameters") for t in body["tools"]
+                        if t["function"]["name"] == plan.forced_function)
+        native["format"] = dict(original) if isinstance(original, Mapping) else {
+            "type": "object"}
     plan.stream = _bool(body, "stream", False)
     stream_options = body.get("stream_options")
     if stream_options is not None:

@@ -69,6 +69,7 @@ class ChoiceTranslator:
     tool_choice: str = "auto"
     parallel_tool_calls: bool = True
     logprobs: bool = False
+    forced_function: str | None = None
     started: bool = False
     done: bool = False
     final: dict[str, Any] | None = None
@@ -78,6 +79,7 @@ class ChoiceTranslator:
     logprob_items: list[Any] = field(default_factory=list)
     _think_open: bool = False
     _seen_calls: set[str] = field(default_factory=set)
+    _held: list[str] = field(default_factory=list)
 
     def feed(self, line: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Chunk choices for one native line (the finish chunk too when it is the last)."""
@@ -87,15 +89,21 @@ class ChoiceTranslator:
         thinking = _str(message.get("thinking"))
         calls = self._new_calls(message.get("tool_calls"))
         logprobs = line.get("logprobs") if isinstance(line.get("logprobs"), list) else []
+        done = bool(line.get("done"))
         self.logprob_items.extend(logprobs)
-        out: list[dict[str, Any]] = []
+        if self.forced_function and text:
+            self._held.append(text)  # held until the end: it may become the call's arguments
+            text = ""
         if self.reasoning_mode == "inline":
-            text = self._inline(thinking, text, bool(calls) or bool(line.get("done")))
+            text = self._inline(thinking, text, bool(calls) or bool(self._held) or done)
             thinking = ""
         if thinking:
             self.reasoning.append(thinking)
+        if done and self.forced_function:
+            text, calls = self._resolve_forced(text, calls)
         if text:
             self.content.append(text)
+        out: list[dict[str, Any]] = []
         if thinking and self.reasoning_mode != "hidden":
             out.append(self._choice(self._reasoning_delta(thinking),
                                     logprobs if not (text or calls) else None))
@@ -106,20 +114,34 @@ class ChoiceTranslator:
             if calls:
                 delta["tool_calls"] = [self._call_delta(c) for c in calls]
             out.append(self._choice(delta, logprobs or None))
-        if not self.started and not out and not line.get("done"):
-            out.append(self._choice({"content": ""}, None))
-        if out and not self.started:
+        if not self.started:
+            if not out:
+                out.append(self._choice({"content": ""}, None))
             out[0]["delta"] = {"role": "assistant", **out[0]["delta"]}
             self.started = True
-        if line.get("done"):
+        if done:
             self.done = True
             self.final = dict(line)
-            if not self.started:
-                out.append(self._choice({"role": "assistant", "content": ""}, None))
-                self.started = True
             out.append({"index": self.index, "delta": {}, "logprobs": None,
                         "finish_reason": self.finish_reason()})
         return out
+
+    def _resolve_forced(self, text: str, calls: list[dict[str, Any]]
+                        ) -> tuple[str, list[dict[str, Any]]]:
+        """At the end of a named tool_choice answer: turn held JSON into the call."""
+        held = "".join(self._held)
+        self._held.clear()
+        if not self.calls and held.strip():
+            try:
+                args = json.loads(held)
+            except json.JSONDecodeError:
+                args = None
+            if isinstance(args, dict):
+                call = {"index": 0, "id": call_id(), "name": self.forced_function,
+                        "arguments": json.dumps(args, ensure_ascii=False)}
+                self.calls.append(call)
+                return text, [*calls, call]
+        return text + held, calls
 
     def finish_reason(self) -> str:
         """The finish_reason for this choice."""

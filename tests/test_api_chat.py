@@ -244,3 +244,55 @@ async def test_length_finish_reason(sdk: Any, fake_ollama: FakeOllama) -> None:
         model="llama3.2", max_tokens=1, messages=[{"role": "user", "content": "a b c"}])
     assert resp.choices[0].finish_reason == "length"
     assert resp.choices[0].message.content == "Echo:"
+
+
+WEATHER = [{"type": "function", "function": {
+    "name": "get_weather", "parameters": {"type": "object", "required": ["city"],
+                                          "properties": {"city": {"type": "string"}}}}},
+           {"type": "function", "function": {"name": "other"}}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_named_tool_choice_is_enforced_with_format(sdk: Any, fake_ollama: FakeOllama,
+                                                         stream: bool) -> None:
+    fake_ollama.push("chat", text_script('{"city":', ' "Oslo"}'))
+    choice = {"type": "function", "function": {"name": "get_weather"}}
+    messages = [{"role": "user", "content": "weather?"}]
+    if stream:
+        chunks = [c async for c in await sdk.chat.completions.create(
+            model="llama3.2", tools=WEATHER, tool_choice=choice, messages=messages,
+            stream=True)]
+        calls = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
+        finish = chunks[-1].choices[0].finish_reason
+        content = "".join(c.choices[0].delta.content or "" for c in chunks)
+    else:
+        resp = await sdk.chat.completions.create(model="llama3.2", tools=WEATHER,
+                                                 tool_choice=choice, messages=messages)
+        calls = resp.choices[0].message.tool_calls
+        finish = resp.choices[0].finish_reason
+        content = resp.choices[0].message.content or ""
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Oslo"})]
+    assert finish == "tool_calls" and content == ""
+    sent = fake_ollama.last("/api/chat")
+    assert [t["function"]["name"] for t in sent["tools"]] == ["get_weather"]
+    assert sent["format"] == WEATHER[0]["function"]["parameters"]
+
+
+async def test_required_tool_choice_retries_once(sdk: Any, fake_ollama: FakeOllama) -> None:
+    fake_ollama.push("chat", text_script("I would rather chat."),
+                     Script(lines=[{"message": {"content": "", "tool_calls": [
+                         tool_call("other", {})]}}]))
+    resp = await sdk.chat.completions.create(model="llama3.2", tools=WEATHER,
+                                             tool_choice="required",
+                                             messages=[{"role": "user", "content": "x"}])
+    assert resp.choices[0].message.tool_calls[0].function.name == "other"
+    assert len(fake_ollama.bodies("/api/chat")) == 2
+    # Both attempts are counted (the fake counts one token per scripted line).
+    assert resp.usage.completion_tokens == 2
+    fake_ollama.push("chat", text_script("no"), text_script("still no"))
+    resp = await sdk.chat.completions.create(model="llama3.2", tools=WEATHER,
+                                             tool_choice="required",
+                                             messages=[{"role": "user", "content": "x"}])
+    assert resp.choices[0].message.content == "still no"
+    assert resp.choices[0].finish_reason == "stop"

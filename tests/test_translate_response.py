@@ -164,3 +164,41 @@ def test_to_embeddings_float_and_base64() -> None:
         "object": "list", "model": "e", "usage": {"prompt_tokens": 2, "total_tokens": 2},
         "data": [{"object": "embedding", "index": 0, "embedding": [1.0, -2.0]}]}
     assert to_embeddings(native, "e", "base64")["data"][0]["embedding"] == "AACAPwAAAMA="
+
+
+@pytest.mark.parametrize(("lines", "expected_chunks", "message"), [
+    ([line('{"city":'), line(' "Oslo"}'), DONE],
+     [[ch({"role": "assistant", "content": ""})], [],
+      [ch({"tool_calls": [{"index": 0, "id": "ID", "type": "function",
+                           "function": {"name": "w", "arguments": '{"city": "Oslo"}'}}]}),
+       ch({}, "tool_calls")]],
+     {"role": "assistant", "content": None, "tool_calls": [
+         {"id": "ID", "type": "function",
+          "function": {"name": "w", "arguments": '{"city": "Oslo"}'}}]}),
+    ([line("not json"), DONE],
+     [[ch({"role": "assistant", "content": ""})], [ch({"content": "not json"}), ch({}, "stop")]],
+     {"role": "assistant", "content": "not json"}),
+    ([line("", calls=[call("w", {"city": "Rome"})]), DONE],
+     [[ch({"role": "assistant", "tool_calls": [
+         {"index": 0, "id": "c1", "type": "function",
+          "function": {"name": "w", "arguments": '{"city": "Rome"}'}}]})],
+      [ch({}, "tool_calls")]],
+     {"role": "assistant", "content": None, "tool_calls": [
+         {"id": "c1", "type": "function",
+          "function": {"name": "w", "arguments": '{"city": "Rome"}'}}]}),
+])
+def test_named_tool_choice_synthesizes_the_call(lines: list[Any], expected_chunks: list[Any],
+                                                message: dict[str, Any]) -> None:
+    tr = ChoiceTranslator(forced_function="w", tool_choice="named")
+    got = [tr.feed(x) for x in lines]
+    for choices in got:  # synthesized ids are random: pin them for the compare
+        for c in choices:
+            for tc in c["delta"].get("tool_calls", []):
+                if tc["id"].startswith("call_"):
+                    tc["id"] = "ID"
+    assert got == expected_chunks
+    choice = tr.choice()
+    for tc in choice["message"].get("tool_calls", []):
+        if tc["id"].startswith("call_"):
+            tc["id"] = "ID"
+    assert choice["message"] == message
