@@ -108,12 +108,9 @@ class ChatHandler:
             retries = [translator(i) for i in missing]
             await self._read(call, retries, await open_all(
                 request, "/api/chat", [bodies[i] for i in missing]))
-            for retry in retries:
-                if retry.calls:
-                    spent.append(translators[retry.index])
-                    translators[retry.index] = retry
-                else:
-                    spent.append(retry)
+            for retry in retries:  # the retry's answer stands, call or not
+                spent.append(translators[retry.index])
+                translators[retry.index] = retry
         usage = self._account(call, translators, spent)
         return web.json_response(completion(completion_id(), int(time.time()), label,
                                             [t.choice() for t in translators], usage))
