@@ -85,6 +85,10 @@ async def test_admin_tasks_end_to_end(make_gateway: MakeGateway, fake_ollama: Fa
     python_snippet = await page.inner_text("#snippet-python")
     assert f'api_key="{secret}"' in python_snippet and f'base_url="{base}/v1"' in python_snippet
     assert f"Bearer {secret}" in await page.inner_text("#snippet-curl")
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await page.click('#secret-panel button[data-copy="#secret-value"]')
+    await page.wait_for_selector('#secret-panel button[data-copy="#secret-value"]:text("Copied")')
+    assert await page.evaluate("navigator.clipboard.readText()") == secret
     await page.click("#secret-done")
     await page.wait_for_selector("#keys-table [data-key-row]")
     listed = await page.inner_text("#keys-table")
@@ -195,6 +199,17 @@ async def test_key_edit_disable_rotate_and_model_refresh(
         finally:
             await rotated.close()
         await sdk.chat.completions.create(model="llama3.2", messages=messages)
+
+        # Expiry: a time in the past makes the key expired at once.
+        await page.click("#secret-done")
+        await page.wait_for_selector("#keys-table [data-key-row]")
+        await page.click("#keys-table button[data-edit-key]")
+        await page.locator('form[data-key-form] input[name="expires_at"]').fill("2020-01-01T10:00")
+        await page.locator("form[data-key-form] button[type=submit]").click()
+        await page.wait_for_selector("#keys-table .badge-off:has-text('expired')")
+        with pytest.raises(openai.AuthenticationError) as refused:
+            await sdk.chat.completions.create(model="llama3.2", messages=messages)
+        assert "expired" in str(refused.value.message)
     finally:
         await sdk.close()
 
