@@ -60,6 +60,8 @@ def from_chat_request(body: Mapping[str, Any], *, model: str, capabilities: set[
     messages = convert_messages(body.get("messages"))
     params: Params = layer_params(read_params(body), overrides, enforce, defaults)
     apply_capabilities(params, capabilities)
+    if params.think is True and "gpt-oss" in model:
+        params.think = "medium"  # gpt-oss only understands levels; true means medium
     native: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
     native.update(native_fields(params))
     fmt = response_format(body.get("response_format"))
@@ -143,8 +145,14 @@ def convert_messages(messages: Any) -> list[dict[str, Any]]:
             native["images"] = images
         thinking = next((msg[k] for k in ("reasoning_content", "reasoning", "thinking")
                          if isinstance(msg.get(k), str) and msg[k]), None)
-        if thinking and native["role"] == "assistant":
-            native["thinking"] = thinking
+        if native["role"] == "assistant":
+            # Clients of the `inline` reasoning mode send <think>…</think> back in content.
+            inline, answer = split_inline_thinking(text)
+            if inline is not None:
+                native["content"] = answer
+                thinking = thinking or inline
+            if thinking:
+                native["thinking"] = thinking
         if native["role"] == "assistant" and msg.get("tool_calls"):
             native["tool_calls"] = _tool_calls(msg["tool_calls"], f"{where}.tool_calls",
                                                call_names)
@@ -160,6 +168,17 @@ def convert_messages(messages: Any) -> list[dict[str, Any]]:
                 native["tool_name"] = name
         out.append(native)
     return out
+
+
+def split_inline_thinking(text: str) -> tuple[str | None, str]:
+    """'<think>t</think>answer' -> ('t', 'answer'); other text -> (None, text)."""
+    stripped = text.lstrip()
+    if not stripped.startswith("<think>"):
+        return None, text
+    end = stripped.find("</think>")
+    if end < 0:
+        return None, text
+    return stripped[len("<think>"):end].strip(), stripped[end + len("</think>"):].lstrip()
 
 
 def _content(content: Any, where: str) -> tuple[str, list[str]]:

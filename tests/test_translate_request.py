@@ -43,6 +43,12 @@ PNG = "iVBORw0KGgo="  # 8 bytes of PNG signature, valid base64
          {"function": {"index": 0, "name": "f", "arguments": {"_raw": "[1]"}}}]}]),
     ([{"role": "function", "name": "f", "content": "legacy"}],
      [{"role": "tool", "content": "legacy", "tool_name": "f"}]),
+    ([{"role": "assistant", "content": "<think>plan it</think>\n\nThe answer."}],
+     [{"role": "assistant", "content": "The answer.", "thinking": "plan it"}]),
+    ([{"role": "assistant", "content": "<think>unclosed"}],
+     [{"role": "assistant", "content": "<think>unclosed"}]),
+    ([{"role": "user", "content": "<think>x</think>y"}],
+     [{"role": "user", "content": "<think>x</think>y"}]),
 ])
 def test_convert_messages(messages: list[Any], expected: list[Any]) -> None:
     assert convert_messages(messages) == expected
@@ -327,3 +333,10 @@ def test_embed_request_errors(body: dict[str, Any], param: str) -> None:
 
 def test_encode_vector_is_little_endian_float32() -> None:
     assert encode_vector([1.0, -2.0]) == "AACAPwAAAMA="
+
+
+def test_gpt_oss_true_think_becomes_a_level() -> None:
+    native = from_chat_request({"messages": [{"role": "user", "content": "x"}], "think": True},
+                               model="gpt-oss:20b", capabilities={"thinking"}, overrides={},
+                               enforce={}, defaults={}).native
+    assert native["think"] == "medium"
