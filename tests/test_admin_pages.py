@@ -295,3 +295,31 @@ async def test_try_it_refuses_disabled_model(make_gateway: MakeGateway) -> None:
                              headers={"X-CSRF-Token": token})
     body = await resp.json()
     assert resp.status == 400 and "disabled" in body["error"]["message"]
+
+
+async def test_unknown_admin_page_is_an_html_404(make_gateway: MakeGateway) -> None:
+    client = await make_gateway()
+    await signed_in(client)
+    resp = await client.get("/admin/nope")
+    html = await resp.text()
+    assert resp.status == 404 and resp.content_type == "text/html"
+    assert "Page not found" in html and 'href="/admin/keys"' in html
+    assert_csp_safe(html)
+    resp = await client.get("/admin/", allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == "/admin"
+
+
+async def test_page_crash_is_an_html_500_not_a_traceback(make_gateway: MakeGateway,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import web.pages_settings
+
+    def broken(_registry: Any) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(web.pages_settings, "setting_fields", broken)
+    client = await make_gateway()
+    await signed_in(client)
+    resp = await client.get("/admin/settings")
+    html = await resp.text()
+    assert resp.status == 500 and "Something went wrong" in html
+    assert "secret internals" not in html and "Traceback" not in html

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from web import auth
 from web.pages_util import fmt_ago, fmt_bytes, fmt_num, fmt_time, ticks
@@ -89,6 +90,37 @@ def safe_next(value: str | None) -> str:
     return "/admin"
 
 
+_ERROR_TITLES = {404: "Page not found", 405: "Not allowed", 413: "Too large"}
+
+
+def _is_page(path: str) -> bool:
+    """An admin HTML page (not the JSON API, not a static file)."""
+    return (path == "/admin" or path.startswith("/admin/")) and \
+        not path.startswith(("/admin/api/", "/admin/static/"))
+
+
+@web.middleware
+async def page_error_middleware(request: web.Request,
+                                handler: Handler) -> web.StreamResponse:
+    """Admin page errors as an HTML page in the admin's look; never a bare 500."""
+    if not _is_page(request.path):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.status == 403:
+            raise
+        title = _ERROR_TITLES.get(exc.status, exc.reason)
+        message = f"{request.method} {request.path}: {exc.reason}."
+        status = exc.status
+    except Exception:
+        log.exception("unhandled error on admin page %s %s", request.method, request.path)
+        title, message, status = ("Something went wrong",
+                                  "The gateway hit an internal error; see its log.", 500)
+    return aiohttp_jinja2.render_template("error.html", request,
+                                          {"title": title, "message": message}, status=status)
+
+
 async def root(request: web.Request) -> web.StreamResponse:
     """`/` leads to the admin."""
     raise web.HTTPFound("/admin")
@@ -152,6 +184,9 @@ def setup_pages(app: web.Application) -> None:
     from web.pages_settings import settings_page
     from web.pages_try import try_model
 
+    # Before aiohttp_jinja2.setup: its context middleware must run inside this one, so that
+    # the error page still gets the CSRF token and navigation.
+    app.middlewares.append(page_error_middleware)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
@@ -163,6 +198,7 @@ def setup_pages(app: web.Application) -> None:
     )
     app.router.add_static("/admin/static/", STATIC_DIR, name="admin_static")
     app.router.add_get("/", root)
+    app.router.add_get("/admin/", root)
     app.router.add_get("/admin/login", login_page)
     app.router.add_post("/admin/login", login_submit)
     app.router.add_post("/admin/logout", logout_submit)
