@@ -131,8 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging(config)
     app = create_app(config)
+    from state.store import StateFileError
+
     try:
         asyncio.run(serve(app, config))
+    except StateFileError as exc:
+        # An unreadable state.json: stop with the file and how to restore it, no traceback.
+        log.critical("%s", exc)
+        return 1
     except OSError as exc:
         # Typically the port is taken or the address is not local.
         log.error("cannot listen on %s:%s: %s", config.host, config.port, exc)
