@@ -159,7 +159,8 @@ class ModelCatalog:
             log.warning("cannot read details of model %s: %s", canon, exc.message)
             return None
         caps = data.get("capabilities")
-        info = data.get("model_info") if isinstance(data.get("model_info"), dict) else {}
+        found = data.get("model_info")
+        info: dict[str, Any] = found if isinstance(found, dict) else {}
         arch = info.get("general.architecture")
         ctx = info.get(f"{arch}.context_length") if isinstance(arch, str) else None
         show = _Show([c for c in caps if isinstance(c, str)] if isinstance(caps, list) else [],
@@ -170,7 +171,8 @@ class ModelCatalog:
     def _info(self, canon: str) -> ModelInfo:
         """Combine tags, the cached show and the registry's settings for one model."""
         entry = self._tags.get(canon, {})
-        details = entry.get("details") if isinstance(entry.get("details"), dict) else {}
+        found = entry.get("details")
+        details: dict[str, Any] = found if isinstance(found, dict) else {}
         show = self._shows.get(str(entry.get("digest") or canon))
         settings = self.registry.model_settings(canon)
         tag_caps = entry.get("capabilities")
@@ -178,7 +180,8 @@ class ModelCatalog:
                                                else [])
         ctx = (show.context_length if show and show.context_length else
                details.get("context_length"))
-        real = entry.get("name") if isinstance(entry.get("name"), str) else canon
+        spelled = entry.get("name")
+        real = spelled if isinstance(spelled, str) else canon
         return ModelInfo(
             name=real, display_name=settings.display_name, capabilities=caps,
             context_length=ctx if isinstance(ctx, int) else None,

@@ -248,7 +248,7 @@ def check_base64(data: Any, param: str) -> str:
         if not _URLSAFE_B64.match(data):
             raise OptionError(param, f"'{param}' is not valid base64.") from None
         data = base64.b64encode(base64.urlsafe_b64decode(data)).decode()
-    return data
+    return str(data)
 
 
 def _tool_calls(calls: Any, where: str, names: dict[str, str]) -> list[dict[str, Any]]:

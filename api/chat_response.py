@@ -88,7 +88,8 @@ class ChoiceTranslator:
         text = _str(message.get("content"))
         thinking = _str(message.get("thinking"))
         calls = self._new_calls(message.get("tool_calls"))
-        logprobs = line.get("logprobs") if isinstance(line.get("logprobs"), list) else []
+        raw_logprobs = line.get("logprobs")
+        logprobs: list[Any] = raw_logprobs if isinstance(raw_logprobs, list) else []
         done = bool(line.get("done"))
         self.logprob_items.extend(logprobs)
         if self.forced_function and text:

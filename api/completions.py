@@ -113,11 +113,13 @@ class TextChoice:
 
     def feed(self, line: Mapping[str, Any]) -> dict[str, Any] | None:
         """The streaming choice for one native line, or None when it carries nothing."""
-        piece = line.get("response") if isinstance(line.get("response"), str) else ""
+        response = line.get("response")
+        piece = response if isinstance(response, str) else ""
         if self.echo and not self._echoed:
             piece = self.prompt + piece
             self._echoed = True
-        raw = line.get("logprobs") if isinstance(line.get("logprobs"), list) else []
+        found = line.get("logprobs")
+        raw: list[Any] = found if isinstance(found, list) else []
         lp = self._logprobs(raw)
         if line.get("done"):
             self.final = dict(line)
@@ -141,8 +143,8 @@ class TextChoice:
             token = str(entry.get("token", ""))
             out["tokens"].append(token)
             out["token_logprobs"].append(entry.get("logprob"))
-            tops = entry.get("top_logprobs") if isinstance(entry.get("top_logprobs"),
-                                                           list) else []
+            found = entry.get("top_logprobs")
+            tops: list[Any] = found if isinstance(found, list) else []
             out["top_logprobs"].append({str(t.get("token")): t.get("logprob") for t in tops
                                         if isinstance(t, Mapping)})
             out["text_offset"].append(self._offset)
@@ -200,7 +202,8 @@ def embed_request(body: Mapping[str, Any], model: str, overrides: Mapping[str, A
 
 def to_embeddings(native: Mapping[str, Any], label: str, encoding: str) -> dict[str, Any]:
     """A native /api/embed answer -> OpenAI's embeddings list."""
-    vectors = native.get("embeddings") if isinstance(native.get("embeddings"), list) else []
+    found = native.get("embeddings")
+    vectors: list[Any] = found if isinstance(found, list) else []
     data = [{"object": "embedding", "index": i,
              "embedding": encode_vector(v) if encoding == "base64" else v}
             for i, v in enumerate(vectors)]

@@ -108,7 +108,9 @@ async def resolve_images(session: aiohttp.ClientSession, messages: Sequence[dict
     jobs: list[tuple[list[Any], int, str]] = []
     for msg in messages:
         images = msg.get("images")
-        for i, img in enumerate(images or ()):
+        if not isinstance(images, list):
+            continue
+        for i, img in enumerate(images):
             if isinstance(img, str) and img.startswith(("http://", "https://")):
                 jobs.append((images, i, img))
     if not jobs:

@@ -181,7 +181,9 @@ async def v1_middleware(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     call = V1Call(request, _endpoint(request))
     request[CALL] = call
-    status, code, cancelled = 500, "internal_error", False
+    status: int = 500
+    code: str | None = "internal_error"
+    cancelled = False
     try:
         response = await handler(request)
         status, code = response.status, None
