@@ -12,6 +12,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from state.secrets import MIN_PASSWORD_LENGTH
 from web import auth
 from web.pages_util import fmt_ago, fmt_bytes, fmt_num, fmt_time, ticks
 
@@ -73,6 +74,7 @@ async def admin_context(request: web.Request) -> dict[str, Any]:
         "nav_items": NAV_ITEMS,
         "nav_active": _nav_active(path),
         "flash": _flash(request.query.get("notice", "")),
+        "min_password_length": MIN_PASSWORD_LENGTH,
     }
 
 
