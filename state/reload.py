@@ -79,8 +79,12 @@ async def reload_config(app: web.Application) -> bool:
     if fixed:
         log.warning("config.yaml changed %s; that takes effect only after a restart",
                     ", ".join(fixed))
+    was_open = registry.setting("auth") == "none"
     apply_config(app, new)
     log.info("reloaded %s", path)
+    if registry.setting("auth") == "none" and not was_open:
+        log.warning("!!! auth: none - /v1 now accepts requests WITHOUT an API key. Use this "
+                    "only on a trusted network. !!!")
     return True
 
 

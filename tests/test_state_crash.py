@@ -191,6 +191,7 @@ async def test_corrupt_state_stops_startup_with_restore_hint(gateway_process: An
     assert gw.proc.wait(30) != 0
     out = gw.log.read_text()
     assert str(sf.path) in out and f"cp {sf.bak} {sf.path}" in out
+    assert "CRITICAL" in out and "Traceback" not in out
     assert sf.bak.read_text() == good_bak  # the backup was not touched
     # Following the advice brings the gateway back with its keys.
     sf.path.write_text(good_bak)

@@ -90,3 +90,16 @@ async def test_restart_only_settings_warn(aiohttp_client: Any, fake_ollama: Any,
         await until(lambda: any("only after a restart" in r.getMessage()
                                 for r in caplog.records))
     assert client.app[REGISTRY].config.port == 4242
+
+
+async def test_switching_to_auth_none_is_logged_loudly(aiohttp_client: Any, fake_ollama: Any,
+                                                        tmp_path: Path, caplog: Any) -> None:
+    cfg, data = tmp_path / "config.yaml", tmp_path / "data"
+    write(cfg, data, fake_ollama.url)
+    client = await start(aiohttp_client, cfg)
+    assert (await client.get("/v1/models")).status == 401
+    with caplog.at_level(logging.WARNING, logger="state.reload"):
+        write(cfg, data, fake_ollama.url, "auth: none\n")
+        await until(lambda: client.app[REGISTRY].setting("auth") == "none")
+    assert any("WITHOUT an API key" in r.getMessage() for r in caplog.records)
+    assert (await client.get("/v1/models")).status == 200
