@@ -296,3 +296,32 @@ async def test_required_tool_choice_retries_once(sdk: Any, fake_ollama: FakeOlla
                                              messages=[{"role": "user", "content": "x"}])
     assert resp.choices[0].message.content == "still no"
     assert resp.choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize(("mode", "fields", "content"), [
+    ("reasoning_content", {"reasoning_content": "Thinking about: q"}, "Echo: q"),
+    ("reasoning", {"reasoning": "Thinking about: q"}, "Echo: q"),
+    ("both", {"reasoning_content": "Thinking about: q", "reasoning": "Thinking about: q"},
+     "Echo: q"),
+    ("inline", {}, "<think>Thinking about: q</think>Echo: q"),
+    ("hidden", {}, "Echo: q"),
+])
+async def test_every_reasoning_mode_stream_and_not(make_gateway: Any, fake_ollama: FakeOllama,
+                                                   mode: str, fields: dict[str, str],
+                                                   content: str) -> None:
+    client = await make_gateway(reasoning_output=mode)
+    sdk = openai.AsyncOpenAI(base_url=str(client.make_url("/v1")),
+                             api_key=create_test_key(client.app), max_retries=0)
+    messages = [{"role": "user", "content": "q"}]
+    resp = await sdk.chat.completions.create(model="qwen3:8b", messages=messages)
+    extra = {k: v for k, v in resp.choices[0].message.model_dump().items()
+             if k in ("reasoning_content", "reasoning") and v is not None}
+    assert (resp.choices[0].message.content, extra) == (content, fields)
+    got: dict[str, str] = {}
+    async for c in await sdk.chat.completions.create(model="qwen3:8b", messages=messages,
+                                                     stream=True):
+        for key, value in c.choices[0].delta.model_dump().items():
+            if key in ("content", "reasoning_content", "reasoning") and value:
+                got[key] = got.get(key, "") + value
+    assert got == {"content": content, **fields}
+    await sdk.close()
