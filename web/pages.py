@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -40,14 +39,6 @@ NOTICES: dict[str, tuple[str, str]] = {
 }
 
 
-async def call(fn: Any, *args: Any) -> Any:
-    """Call an auth helper that may be sync or async and return its result."""
-    result = fn(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
 def _nav_active(path: str) -> str:
     """The nav entry that the current path belongs to."""
     best = "/admin"
@@ -64,11 +55,11 @@ async def admin_context(request: web.Request) -> dict[str, Any]:
     # admin pages pay for the session lookup; /v1 and the JSON API are left alone.
     if not path.startswith("/admin") or path.startswith(("/admin/api/", "/admin/static/")):
         return {}
-    user = await call(auth.current_admin, request)
-    forced = bool(user) and bool(await call(auth.must_change_password, request))
+    user = await auth.current_admin(request)
+    forced = bool(user) and bool(await auth.must_change_password(request))
     return {
         "request": request,
-        "csrf_token": await call(auth.csrf_token, request),
+        "csrf_token": await auth.csrf_token(request),
         "admin_user": user,
         "show_nav": bool(user) and not forced and path not in _BARE_PAGES,
         "nav_items": NAV_ITEMS,
@@ -130,7 +121,7 @@ async def root(request: web.Request) -> web.StreamResponse:
 
 async def login_page(request: web.Request) -> web.StreamResponse:
     """GET: the login form (or straight on when already signed in)."""
-    if await call(auth.current_admin, request):
+    if await auth.current_admin(request):
         raise web.HTTPFound(safe_next(request.query.get("next")))
     ctx = {"username": "", "error": None, "next_url": safe_next(request.query.get("next"))}
     return aiohttp_jinja2.render_template("login.html", request, ctx)
@@ -142,25 +133,25 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
     next_url = safe_next(str(form.get("next", "")))
-    error = await call(auth.check_login, request, username, password)
+    error = await auth.check_login(request, username, password)
     if error:
         ctx = {"username": username, "error": error, "next_url": next_url}
         return aiohttp_jinja2.render_template("login.html", request, ctx, status=401)
     # A default password sends the admin on to /admin/password (the auth middleware enforces it).
-    if await call(auth.must_change_password, request):
+    if await auth.must_change_password(request):
         raise web.HTTPSeeOther("/admin/password")
     raise web.HTTPSeeOther(next_url)
 
 
 async def logout_submit(request: web.Request) -> web.StreamResponse:
     """POST: end the session."""
-    await call(auth.logout, request)
+    await auth.logout(request)
     raise web.HTTPSeeOther("/admin/login?notice=logged_out")
 
 
 async def password_page(request: web.Request) -> web.StreamResponse:
     """GET: the password form (forced while the default password is in force)."""
-    forced = bool(await call(auth.must_change_password, request))
+    forced = bool(await auth.must_change_password(request))
     return aiohttp_jinja2.render_template("password.html", request,
                                           {"forced": forced, "errors": {}})
 
@@ -169,9 +160,9 @@ async def password_submit(request: web.Request) -> web.StreamResponse:
     """POST: change the password; errors are shown next to their fields."""
     form = await request.post()
     fields = [str(form.get(name, "")) for name in ("current", "new", "confirm")]
-    errors = await call(auth.change_password, request, *fields)
+    errors = await auth.change_password(request, *fields)
     if errors:
-        forced = bool(await call(auth.must_change_password, request))
+        forced = bool(await auth.must_change_password(request))
         # Passwords are not echoed back into the page (they would sit in the HTML source).
         return aiohttp_jinja2.render_template("password.html", request,
                                               {"forced": forced, "errors": errors}, status=400)

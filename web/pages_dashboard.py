@@ -13,10 +13,11 @@ from aiohttp import web
 from markupsafe import Markup
 
 from api.errors import APIError
-from appkeys import CATALOG, REGISTRY, UPSTREAM, USAGE
+from appkeys import REGISTRY, UPSTREAM, USAGE
 from state import usage_query
 from state.usage import UsageUnavailable
 from web import charts
+from web.pages_models import list_models
 from web.pages_util import fmt_num
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ def loaded_rows(ps: dict[str, Any]) -> list[dict[str, Any]]:
     for m in ps.get("models") or []:
         if not isinstance(m, dict):
             continue
-        details = m.get("details") if isinstance(m.get("details"), dict) else {}
+        raw_details = m.get("details")
+        details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
         size = m.get("size") or 0
         vram = m.get("size_vram") or 0
         share = "–" if not size else f"{round(100 * vram / size)}%"
@@ -89,6 +91,8 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     app = request.app
     registry = app[REGISTRY]
     url = registry.setting("ollama_url")
+    version: dict[str, Any] | BaseException
+    ps: dict[str, Any] | BaseException
     version, ps = await asyncio.gather(_probe(app, "/api/version"), _probe(app, "/api/ps"),
                                        return_exceptions=True)
     if isinstance(version, APIError):
@@ -118,7 +122,8 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     except (UsageUnavailable, sqlite3.Error) as exc:
         usage_error = str(exc)
 
-    models = await _catalog_models(app)
+    found, _error = await list_models(app)
+    models = [m.name for m in found]
     keys = list(registry.keys.values())
     counts = {
         "model_total": len(models),
@@ -130,17 +135,3 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     ctx = {"ollama": ollama, "loaded": loaded, "stats": stats, "charts": charts,
            "usage_error": usage_error, "counts": counts, "base_url": base_url(request)}
     return aiohttp_jinja2.render_template("dashboard.html", request, ctx)
-
-
-async def _catalog_models(app: web.Application) -> list[str]:
-    """Names of the models the catalog knows (empty when Ollama cannot be reached)."""
-    catalog = app.get(CATALOG)
-    if catalog is None:
-        return []
-    try:
-        found = catalog.list_models()
-        if asyncio.iscoroutine(found):
-            found = await found
-    except APIError:
-        return []
-    return [m.name for m in found]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
+from api.catalog import ModelInfo
 from api.errors import APIError
 from appkeys import CATALOG, REGISTRY
 from state.registry import Registry, canonical_model
@@ -17,18 +17,15 @@ from web.pages_util import EDITOR_CHOICES, option_rows
 log = logging.getLogger(__name__)
 
 
-async def list_models(app: web.Application) -> tuple[list[Any], str | None]:
+async def list_models(app: web.Application) -> tuple[list[ModelInfo], str | None]:
     """The catalog's models and, when Ollama could not be asked, the reason in plain words."""
     catalog = app.get(CATALOG)
     if catalog is None:
         return [], "the model catalog is not available"
     try:
-        found = catalog.list_models()
-        if inspect.isawaitable(found):
-            found = await found
+        return await catalog.list_models(), None
     except APIError as exc:
         return [], exc.message
-    return list(found), None
 
 
 def _config_entry(registry: Registry, name: str) -> Any:
@@ -40,7 +37,7 @@ def _config_entry(registry: Registry, name: str) -> Any:
     return None
 
 
-def model_row(registry: Registry, info: Any) -> dict[str, Any]:
+def model_row(registry: Registry, info: ModelInfo) -> dict[str, Any]:
     """Everything the models table and editor show about one model."""
     name = info.name
     eff = registry.model_settings(name)
@@ -57,13 +54,13 @@ def model_row(registry: Registry, info: Any) -> dict[str, Any]:
     rows = option_rows(ui_overrides, ui.get("enforce"), cfg_overrides, cfg_enforce)
     return {
         "name": name,
-        "display_name": eff.display_name or getattr(info, "display_name", None),
+        "display_name": eff.display_name or info.display_name,
         "ui_display_name": ui.get("display_name"),
         "display_locked": bool(cfg and cfg.display_name),
-        "capabilities": list(getattr(info, "capabilities", None) or []),
-        "context_length": getattr(info, "context_length", None),
-        "parameter_size": getattr(info, "parameter_size", None),
-        "quantization": getattr(info, "quantization", None),
+        "capabilities": list(info.capabilities),
+        "context_length": info.context_length,
+        "parameter_size": info.parameter_size,
+        "quantization": info.quantization,
         "enabled": eff.enabled,
         "enabled_locked": bool(cfg and cfg.enabled is not None),
         "override_count": len(eff.overrides) + len(eff.enforce),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -44,10 +45,10 @@ def answer_of(completion: dict[str, Any]) -> dict[str, Any]:
             "usage": completion.get("usage") or {}}
 
 
-async def _run(app: web.Application, native: dict[str, Any]) -> list[dict[str, Any]]:
+async def _run(app: web.Application, native: dict[str, Any]) -> list[Mapping[str, Any]]:
     """Stream the native request to Ollama and collect every line."""
     stream = await app[UPSTREAM].open_stream("/api/chat", native)
-    lines: list[dict[str, Any]] = []
+    lines: list[Mapping[str, Any]] = []
     try:
         async for line in stream:
             if isinstance(line.get("error"), str):
