@@ -323,3 +323,18 @@ async def test_page_crash_is_an_html_500_not_a_traceback(make_gateway: MakeGatew
     html = await resp.text()
     assert resp.status == 500 and "Something went wrong" in html
     assert "secret internals" not in html and "Traceback" not in html
+
+
+async def test_login_returns_to_the_page_asked_for(make_gateway: MakeGateway) -> None:
+    client = await make_gateway()
+    token = await signed_in(client)
+    await client.post("/admin/logout", data={"csrf_token": token})
+    resp = await client.get("/admin/keys", allow_redirects=False)
+    assert resp.headers["Location"] == "/admin/login?next=/admin/keys"
+    page = await client.get(resp.headers["Location"])
+    html = await page.text()
+    assert 'name="next" value="/admin/keys"' in html
+    resp = await client.post("/admin/login", allow_redirects=False, data={
+        "csrf_token": csrf_of(html), "username": "admin", "password": NEW_PASSWORD,
+        "next": "/admin/keys"})
+    assert resp.status == 303 and resp.headers["Location"] == "/admin/keys"
