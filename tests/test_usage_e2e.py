@@ -151,3 +151,30 @@ async def test_content_logging_stores_text_only_when_on(make_gateway: Any) -> No
                                            response_text="r"))
     [row] = await stored(client)
     assert (row["prompt_text"], row["response_text"]) == ("p", "r")
+
+
+async def test_full_disk_never_fails_an_api_request(make_gateway: Any,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    client = await make_gateway()
+    secret = create_test_key(client.app, "dave")
+    recorder = client.app[USAGE]
+    conn = recorder._conn
+    assert conn is not None
+    conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "x" * 3000}]}
+    for _ in range(5):
+        resp = await client.post("/v1/chat/completions", json=body,
+                                 headers={**auth_headers(secret), "User-Agent": "y" * 3000})
+        assert resp.status == 200
+    for _ in range(100):
+        if recorder.stats.write_errors >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert recorder.stats.write_errors >= 2
+    full = [r for r in caplog.records if "writing" in r.getMessage() and "failed" in
+            r.getMessage()]
+    assert len(full) == 1  # logged once, not once per retry
+    assert "database or disk is full" in full[0].getMessage()
+    conn.execute("PRAGMA max_page_count = 1073741823")  # space again: nothing was lost
+    rows = await stored(client)
+    assert len(rows) == 5 and {r["key_name"] for r in rows} == {"dave"}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from state import usage_db, usage_query
-from state.usage import RequestRecord, UsageRecorder
+from state.usage import LogThrottle, RequestRecord, UsageRecorder
 from state.usage_query import FilterError, UsageFilter, parse_filter, parse_page, percentile
 
 NOW = 1_790_000_000.0  # a fixed "now" (2026-09-21) so time buckets are deterministic
@@ -441,3 +441,10 @@ async def test_recorder_prune_reads_settings_at_prune_time(tmp_path: Path) -> No
     settings["usage_retention_rows"] = 2
     assert (await recorder.prune(now)).by_count == 2
     await recorder.close()
+
+
+def test_log_throttle() -> None:
+    throttle = LogThrottle(interval=60)
+    assert throttle.allow(1000.0) is True
+    assert [throttle.allow(t) for t in (1001.0, 1059.0)] == [False, False]
+    assert throttle.allow(1060.0) is True and throttle.suppressed == 2
