@@ -62,7 +62,8 @@ def _update(config: Config, op: Callable[[RegistryState], T]) -> T:
         doc.update(state.to_doc())
         return result
 
-    return store.update(fn)
+    result: T = store.update(fn)
+    return result
 
 
 def _create(config: Config, args: argparse.Namespace) -> int:

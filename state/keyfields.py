@@ -30,15 +30,15 @@ def _plain_text(field: str, value: Any, max_len: int, *, required: bool) -> str:
     """A string without control characters (newlines allowed in notes only)."""
     if not isinstance(value, str):
         raise FieldError(field, f"'{field}' must be a string.")
-    value = value.strip()
-    if required and not value:
+    text: str = value.strip()
+    if required and not text:
         raise FieldError(field, f"'{field}' must not be empty.")
-    if len(value) > max_len:
+    if len(text) > max_len:
         raise FieldError(field, f"'{field}' is too long (at most {max_len} characters).")
     allowed = "\n\t" if field == "notes" else ""
-    if any(unicodedata.category(c) == "Cc" and c not in allowed for c in value):
+    if any(unicodedata.category(c) == "Cc" and c not in allowed for c in text):
         raise FieldError(field, f"'{field}' must not contain control characters.")
-    return value
+    return text
 
 
 def parse_models(value: Any) -> list[str]:

@@ -168,11 +168,11 @@ class StateWriter:
             # Requests counted while the write ran live only in the old objects: carry them.
             _apply_counts(work, self._pending)
             self.registry.install(work)
-        for fut, result, exc in results:
+        for fut, result, error in results:
             if fut is None or fut.done():
                 continue
-            if exc is not None:
-                fut.set_exception(exc)
+            if error is not None:
+                fut.set_exception(error)
             else:
                 fut.set_result(result)
 

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 __all__ = ["FORGET_AFTER", "FREE_ATTEMPTS", "MAX_BACKOFF", "Throttle"]
 
 COOKIE_NAME = "o2o_admin"
+COOKIE_PATH = "/admin"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PUBLIC_PATHS = frozenset({"/admin/login", "/admin/logout", "/admin/api/login",
                           "/admin/api/logout", "/admin/api/session"})
@@ -71,7 +72,7 @@ class SessionStorage(EncryptedCookieStorage):
     def __init__(self, app: web.Application) -> None:
         # A throwaway key until startup loads the real one; never used for a real cookie.
         super().__init__(fernet.Fernet(fernet.Fernet.generate_key()), cookie_name=COOKIE_NAME,
-                         httponly=True, samesite="Strict", path="/admin")
+                         httponly=True, samesite="Strict", path=COOKIE_PATH)
         self.app = app
 
     def set_key(self, key: bytes) -> None:
@@ -81,14 +82,14 @@ class SessionStorage(EncryptedCookieStorage):
     async def save_session(self, request: web.Request, response: web.StreamResponse,
                            session: aiohttp_session.Session) -> None:
         """Write the cookie with Secure set per request."""
-        params = dict(self.cookie_params)
-        params["secure"] = is_https(request)
         if session.empty:
-            response.del_cookie(self.cookie_name, path=params["path"])
+            response.del_cookie(self.cookie_name, path=COOKIE_PATH)
             return
         data = self._encoder(self._get_session_data(session)).encode("utf-8")
+        # No max-age: a browser-session cookie; idle expiry is checked server-side.
         response.set_cookie(self.cookie_name, self._fernet.encrypt(data).decode("utf-8"),
-                            **{k: v for k, v in params.items() if v is not None})
+                            path=COOKIE_PATH, httponly=True, samesite="Strict",
+                            secure=is_https(request))
 
 
 @dataclass
