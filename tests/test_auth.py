@@ -243,3 +243,18 @@ async def test_bad_login_bodies(make_gateway: Any) -> None:
                                  headers={"Content-Type": "application/json"})
         assert resp.status == 400
         assert text in (await resp.json())["error"]["message"]
+
+
+async def test_login_throttled_per_user_across_ips(make_gateway: Any) -> None:
+    client = await make_gateway(trust_proxy=True)
+    for n in range(auth.FREE_ATTEMPTS):  # a distributed guess at the admin password
+        resp = await client.post("/admin/api/login", headers={"X-Forwarded-For": f"10.0.0.{n}"},
+                                 json={"username": "admin", "password": f"guess{n}"})
+        assert resp.status == 401
+    resp = await client.post("/admin/api/login", headers={"X-Forwarded-For": "10.9.9.9"},
+                             json={"username": "admin", "password": "admin"})
+    assert resp.status == 429
+    # Another user from a fresh address is not affected.
+    resp = await client.post("/admin/api/login", headers={"X-Forwarded-For": "10.8.8.8"},
+                             json={"username": "someone", "password": "x"})
+    assert resp.status == 401

@@ -118,6 +118,7 @@ async def test_sigkill_mid_writes_keeps_every_acknowledged_write(gateway_process
     patched: set[str] = set()  # acknowledged notes updates
     settings: list[int] = []  # acknowledged key_rotation_grace values, in order
     stop = asyncio.Event()
+    broken: list[BaseException] = []  # writes cut by the kill
 
     async def writer(session: aiohttp.ClientSession, w: int) -> None:
         n = 0
@@ -141,7 +142,8 @@ async def test_sigkill_mid_writes_keeps_every_acknowledged_write(gateway_process
                         if r.status == 200:
                             await r.read()
                             settings.append(n)
-            except (TimeoutError, aiohttp.ClientError, ValueError):
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+                broken.append(exc)
                 return
 
     async with aiohttp.ClientSession(headers=ADMIN) as session:
@@ -151,6 +153,7 @@ async def test_sigkill_mid_writes_keeps_every_acknowledged_write(gateway_process
         gw.kill()  # in the middle of the stream of writes
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+    assert broken, "the kill should have cut requests in flight"
 
     # The file on disk is valid JSON (old or new version, never a mix).
     doc = json.loads((gw.data / "state.json").read_text())
