@@ -171,7 +171,17 @@ async def test_sigterm_finishes_requests_and_ends_streams(
         gateway_proc: Any, fake_ollama: FakeOllama, tmp_path: Path) -> None:
     if not _chat_route_exists(tmp_path):
         pytest.skip("POST /v1/chat/completions is not registered yet (api engineer's work)")
-    gw = await gateway_proc()
+    # A real key, made with the CLI before the server starts (auth: keys).
+    config = tmp_path / "cli.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    made = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "gateway.py"), "--config", str(config), "keys", "create",
+        "shutdown-test", "--models", "*", cwd=tmp_path, stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(made.communicate(), 30)
+    assert made.returncode == 0
+    secret = out.decode().strip().splitlines()[-1]
+    auth = {"Authorization": f"Bearer {secret}"}
+    gw = await gateway_proc("auth: keys\n")
     # A stream that would run for 20 s, and a non-streaming answer that takes about 1.5 s.
     fake_ollama.push("chat", Script(lines=[{"message": {"content": f"s{i} "}}
                                            for i in range(100)], delay=0.2))
@@ -181,7 +191,7 @@ async def test_sigterm_finishes_requests_and_ends_streams(
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         stream = await session.post(gw.base + "/v1/chat/completions", json={
             "model": "llama3.2", "stream": True, "messages": messages},
-            headers={"X-Request-ID": "shutdown-stream"})
+            headers={"X-Request-ID": "shutdown-stream", **auth})
         assert stream.status == 200
         frames = _read_sse(stream)
         first = json.loads(await anext(frames))
@@ -189,7 +199,7 @@ async def test_sigterm_finishes_requests_and_ends_streams(
 
         slow = asyncio.create_task(session.post(gw.base + "/v1/chat/completions", json={
             "model": "llama3.2", "stream": False, "messages": messages},
-            headers={"X-Request-ID": "shutdown-slow"}))
+            headers={"X-Request-ID": "shutdown-slow", **auth}))
         while len(fake_ollama.bodies("/api/chat")) < 2:
             await asyncio.sleep(0.02)
         sigterm_at = time.monotonic()
@@ -224,6 +234,10 @@ async def test_sigterm_finishes_requests_and_ends_streams(
                                "IN ('shutdown-stream', 'shutdown-slow')").fetchall())
     assert rows.get("shutdown-slow") == 200, rows
     assert "shutdown-stream" in rows, rows
+    # The key's debounced request counter was saved at shutdown too.
+    state = json.loads((tmp_path / "data" / "state.json").read_text())
+    (key,) = [k for k in state["keys"] if k["name"] == "shutdown-test"]
+    assert key["request_count"] == 2, key
 
 
 def test_help_without_a_command_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
