@@ -338,3 +338,13 @@ async def test_login_returns_to_the_page_asked_for(make_gateway: MakeGateway) ->
         "csrf_token": csrf_of(html), "username": "admin", "password": NEW_PASSWORD,
         "next": "/admin/keys"})
     assert resp.status == 303 and resp.headers["Location"] == "/admin/keys"
+
+
+async def test_try_it_when_ollama_is_down(make_gateway: MakeGateway) -> None:
+    client = await make_gateway(ollama_url="http://127.0.0.1:9")
+    token = await signed_in(client)
+    resp = await client.post("/admin/try", json={"model": "llama3.2", "prompt": "hi"},
+                             headers={"X-CSRF-Token": token})
+    body = await resp.json()
+    assert resp.status == 502
+    assert "Cannot reach Ollama at http://127.0.0.1:9" in body["error"]["message"]
