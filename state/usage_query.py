@@ -216,8 +216,7 @@ def chart_bucket(f: UsageFilter, now: float, first_day: int | None) -> tuple[flo
     return start - start % step, math.ceil(end / step) * step, step
 
 
-def aggregates(conn: sqlite3.Connection, f: UsageFilter, now: float,
-               top: int = 10) -> dict[str, Any]:
+def aggregates(conn: sqlite3.Connection, f: UsageFilter, now: float) -> dict[str, Any]:
     """Totals, a dense time series, and per-key / per-model totals for a filter."""
     first_day = None
     if f.since is None:
@@ -248,7 +247,8 @@ def aggregates(conn: sqlite3.Connection, f: UsageFilter, now: float,
         f"SUM(errors) FROM {table} WHERE {where} GROUP BY model "
         "ORDER BY SUM(requests) DESC, model", args).fetchall()
     return {
-        "since": iso(start), "until": iso(end), "bucket_seconds": step,
+        "since": iso(start), "until": iso(end if f.until is not None else min(end, now)),
+        "bucket_seconds": step,
         "totals": _stats(total_row),
         "series": series,
         "keys": [{"key_id": k or None, "key_name": name, "requests": n, "prompt_tokens": p,
@@ -257,7 +257,6 @@ def aggregates(conn: sqlite3.Connection, f: UsageFilter, now: float,
         "models": [{"model": m or None, "requests": n, "prompt_tokens": p,
                     "completion_tokens": c, "total_tokens": p + c, "errors": e}
                    for m, n, p, c, e in models],
-        "top": top,
     }
 
 
