@@ -17,13 +17,13 @@ from api.chat_response import (
     completion_id,
     merge_usage,
 )
-from api.errors import APIError, bad_request, read_json_object
+from api.errors import bad_request, read_json_object
 from api.images import resolve_images
 from api.options import OptionError
 from api.params import reasoning_mode
 from api.pipeline import CALL, V1Call
 from api.relay import StreamFailed, merged
-from api.streaming import OpenStreams, SSEStream
+from api.streaming import OpenStreams, SSEStream, frame
 from api.upstream import UpstreamStream
 from appkeys import REGISTRY, UPSTREAM
 
@@ -120,8 +120,9 @@ class ChatHandler:
                     upstreams: list[UpstreamStream]) -> None:
         """Read whole native streams into translators (a failure is a 502)."""
         try:
-            async for i, line in merged(upstreams):
-                translators[i].feed(line)  # i is the position in both lists
+            async for i, batch in merged(upstreams):
+                for line in batch:
+                    translators[i].feed(line)  # i is the position in both lists
                 call.first_token()
         except StreamFailed as exc:
             raise exc.api_error() from None
@@ -155,27 +156,32 @@ class ChatHandler:
         self.streams.add(sse)
         cid, created = completion_id(), int(time.time())
         include_usage = plan.include_usage
+        finished = False
         try:
             await sse.open()
             try:
-                async for i, line in merged(upstreams):
-                    choices = translators[i].feed(line)
-                    if choices:
+                async for i, batch in merged(upstreams):
+                    translator = translators[i]
+                    frames = [frame(chunk(cid, created, label, [choice], include_usage))
+                              for line in batch for choice in translator.feed(line)]
+                    if frames:
                         call.first_token()
-                    for choice in choices:
-                        await sse.send(chunk(cid, created, label, [choice], include_usage))
+                    if not finished and translator.done and all(t.done for t in translators):
+                        # The last choice finished: usage and [DONE] go out with its frames.
+                        finished = True
+                        usage = self._account(call, translators)
+                        if include_usage:
+                            frames.append(frame(chunk(cid, created, label, [], True, usage)))
+                        await sse.done(frames)
+                    else:
+                        await sse.send_frames(frames)
             except StreamFailed as exc:
                 failure = exc if not sse.shutting_down else StreamFailed(
                     "The gateway is shutting down; this stream was ended.", "server_shutdown")
                 call.record.error_code = failure.code
                 self._account(call, translators)
                 await sse.send_error(failure.message, failure.code)
-                await sse.end()
                 return sse.response
-            usage = self._account(call, translators)
-            if include_usage:
-                await sse.send(chunk(cid, created, label, [], True, usage))
-            await sse.done()
         except ConnectionError:
             # The client went away: close the upstream now so Ollama stops generating.
             call.record.cancelled = True
@@ -185,8 +191,3 @@ class ChatHandler:
             sse.abort_upstreams()
             self.streams.discard(sse)
         return sse.response
-
-
-def raise_for_option(exc: OptionError) -> APIError:
-    """An OptionError as a 400 naming the parameter."""
-    return bad_request(str(exc), exc.param)

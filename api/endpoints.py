@@ -21,7 +21,7 @@ from api.errors import bad_request, model_not_found, read_json_object
 from api.options import OptionError
 from api.pipeline import CALL
 from api.relay import StreamFailed, merged
-from api.streaming import OpenStreams, SSEStream
+from api.streaming import OpenStreams, SSEStream, frame
 from appkeys import CATALOG, REGISTRY, UPSTREAM
 
 
@@ -69,11 +69,12 @@ class Endpoints:
         if not plan.stream:
             parts: list[list[dict[str, Any] | None]] = [[] for _ in choices]
             try:
-                async for i, line in merged(upstreams):
-                    chosen = choices[i].feed(line)
+                async for i, batch in merged(upstreams):
                     call.first_token()
-                    if chosen is not None:
-                        parts[i].append(chosen["logprobs"])
+                    for line in batch:
+                        chosen = choices[i].feed(line)
+                        if chosen is not None:
+                            parts[i].append(chosen["logprobs"])
             except StreamFailed as exc:
                 raise exc.api_error() from None
             finally:
@@ -86,27 +87,34 @@ class Endpoints:
         sse = SSEStream(request, call.headers)
         sse.upstreams = upstreams
         self.streams.add(sse)
+        finished = False
         try:
             await sse.open()
             try:
-                async for i, line in merged(upstreams):
-                    chosen = choices[i].feed(line)
-                    if chosen is not None:
+                async for i, batch in merged(upstreams):
+                    frames = []
+                    for line in batch:
+                        chosen = choices[i].feed(line)
+                        if chosen is not None:
+                            frames.append(frame(_envelope(cid, created, label, [chosen], None,
+                                                          plan.include_usage)))
+                    if frames:
                         call.first_token()
-                        await sse.send(_envelope(cid, created, label, [chosen], None,
-                                                 plan.include_usage))
+                    if not finished and all(c.final is not None for c in choices):
+                        finished = True  # usage and [DONE] go out with the last frames
+                        usage = self._usage(call, choices, n_prompts)
+                        if plan.include_usage:
+                            frames.append(frame(_envelope(cid, created, label, [], usage, True)))
+                        await sse.done(frames)
+                    else:
+                        await sse.send_frames(frames)
             except StreamFailed as exc:
                 failure = exc if not sse.shutting_down else StreamFailed(
                     "The gateway is shutting down; this stream was ended.", "server_shutdown")
                 call.record.error_code = failure.code
                 self._usage(call, choices, n_prompts)
                 await sse.send_error(failure.message, failure.code)
-                await sse.end()
                 return sse.response
-            usage = self._usage(call, choices, n_prompts)
-            if plan.include_usage:
-                await sse.send(_envelope(cid, created, label, [], usage, True))
-            await sse.done()
         except ConnectionError:
             call.record.cancelled = True
             call.record.status = 499

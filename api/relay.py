@@ -23,36 +23,47 @@ class StreamFailed(Exception):
         return APIError(502, self.message, code=self.code, type="server_error")
 
 
-async def lines_of(stream: UpstreamStream) -> AsyncIterator[dict[str, Any]]:
-    """The lines of one native stream up to its done line; failures raise StreamFailed."""
+async def batches_of(stream: UpstreamStream) -> AsyncIterator[list[dict[str, Any]]]:
+    """Batches of lines of one native stream up to its done line; failures raise StreamFailed."""
     done = False
     try:
-        async for line in stream:
-            if "error" in line:
-                raise StreamFailed(f"Ollama error: {line['error']}")
+        async for batch in stream.batches():
             if done:
-                continue
-            yield line
-            done = bool(line.get("done"))
+                continue  # drain to EOF so the connection goes back to the pool
+            out = []
+            for line in batch:
+                if "error" in line:
+                    if out:
+                        yield out
+                    raise StreamFailed(f"Ollama error: {line['error']}")
+                out.append(line)
+                if line.get("done"):
+                    done = True
+                    break
+            yield out
     except UpstreamBroken as exc:
+        if done:
+            return  # the answer was complete; only the drain after it failed
         raise StreamFailed(str(exc)) from None
     if not done:
         raise StreamFailed(f"Ollama at {stream.url} closed the stream before it finished "
                            "(no done line).")
 
 
-async def merged(streams: Sequence[UpstreamStream]) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-    """(index, line) from several streams as the lines arrive; the first failure raises."""
+async def merged(streams: Sequence[UpstreamStream]
+                 ) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+    """(index, batch of lines) from several streams as they arrive; a failure raises."""
     if len(streams) == 1:  # the common case stays a plain loop: no tasks, no queue
-        async for line in lines_of(streams[0]):
-            yield 0, line
+        async for batch in batches_of(streams[0]):
+            yield 0, batch
         return
-    queue: asyncio.Queue[tuple[int, dict[str, Any] | BaseException | None]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, list[dict[str, Any]] | BaseException | None]] = \
+        asyncio.Queue()
 
     async def pump(i: int, stream: UpstreamStream) -> None:
         try:
-            async for line in lines_of(stream):
-                await queue.put((i, line))
+            async for batch in batches_of(stream):
+                await queue.put((i, batch))
         except Exception as exc:
             await queue.put((i, exc))
         else:

@@ -22,6 +22,14 @@ SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8",
                "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+DONE = b"data: [DONE]\n\n"
+
+
+def frame(obj: Mapping[str, Any]) -> bytes:
+    """One SSE `data:` frame."""
+    return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+
+
 def error_payload(message: str, code: str, type: str = "server_error") -> dict[str, Any]:
     """The body of an SSE error frame."""
     return {"error": {"message": message, "type": type, "param": None, "code": code}}
@@ -43,22 +51,26 @@ class SSEStream:
 
     async def send(self, obj: Mapping[str, Any]) -> None:
         """Write one `data:` frame (raises ConnectionError when the client has gone)."""
-        await self.response.write(b"data: " + json.dumps(obj, ensure_ascii=False).encode()
-                                  + b"\n\n")
-        self.frames += 1
+        await self.send_frames([frame(obj)])
 
-    async def send_error(self, message: str, code: str, type: str = "server_error") -> None:
-        """Write an error frame; the stream ends after it (no [DONE])."""
-        await self.send(error_payload(message, code, type))
+    async def send_frames(self, frames: list[bytes]) -> None:
+        """Write several encoded frames at once (one syscall)."""
+        if frames:
+            await self.response.write(b"".join(frames))
+            self.frames += len(frames)
 
-    async def done(self) -> None:
-        """Write `data: [DONE]` and end the body."""
-        await self.response.write(b"data: [DONE]\n\n")
-        await self.response.write_eof()
+    async def send_error(self, message: str, code: str, type: str = "server_error",
+                         before: list[bytes] | None = None) -> None:
+        """Write an error frame (after any pending frames) and end the body (no [DONE])."""
+        frames = [*(before or []), frame(error_payload(message, code, type))]
+        self.frames += len(frames)
+        await self.response.write_eof(b"".join(frames))
 
-    async def end(self) -> None:
-        """End the body after an error frame."""
-        await self.response.write_eof()
+    async def done(self, before: list[bytes] | None = None) -> None:
+        """Write pending frames and `data: [DONE]`, and end the body, in one write."""
+        frames = [*(before or []), DONE]
+        self.frames += len(frames)
+        await self.response.write_eof(b"".join(frames))
 
     def abort_upstreams(self) -> None:
         """Close every upstream at once (client gone or server shutting down)."""
