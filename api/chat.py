@@ -12,6 +12,7 @@ from aiohttp import web
 from api.chat_request import ChatPlan, from_chat_request
 from api.chat_response import (
     ChoiceTranslator,
+    ChunkEncoder,
     chunk,
     completion,
     completion_id,
@@ -156,13 +157,14 @@ class ChatHandler:
         self.streams.add(sse)
         cid, created = completion_id(), int(time.time())
         include_usage = plan.include_usage
+        encoder = ChunkEncoder(cid, created, label, include_usage)
         finished = False
         try:
             await sse.open()
             try:
                 async for i, batch in merged(upstreams):
                     translator = translators[i]
-                    frames = [frame(chunk(cid, created, label, [choice], include_usage))
+                    frames = [encoder.frame(choice)
                               for line in batch for choice in translator.feed(line)]
                     if frames:
                         call.first_token()

@@ -84,6 +84,16 @@ class ChoiceTranslator:
     def feed(self, line: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Chunk choices for one native line (the finish chunk too when it is the last)."""
         message = line.get("message")
+        if (self.started and type(message) is dict and len(message) == 2 and len(line) <= 4
+                and not line.get("done") and not self.forced_function and not self._think_open):
+            # Fast path for the common line: only role and a piece of content.
+            text = message.get("content")
+            if type(text) is str:
+                if not text:
+                    return []
+                self.content.append(text)
+                return [{"index": self.index, "delta": {"content": text}, "logprobs": None,
+                         "finish_reason": None}]
         message = message if isinstance(message, Mapping) else {}
         text = _str(message.get("content"))
         thinking = _str(message.get("thinking"))
@@ -223,6 +233,22 @@ class ChoiceTranslator:
 def _str(value: Any) -> str:
     """A string field, '' when missing."""
     return value if isinstance(value, str) else ""
+
+
+class ChunkEncoder:
+    """Encodes the SSE frames of one stream; the constant envelope is encoded once."""
+
+    def __init__(self, cid: str, created: int, model: str, include_usage: bool) -> None:
+        head = json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
+                           "model": model, "system_fingerprint": FINGERPRINT},
+                          ensure_ascii=False)
+        self._head = b"data: " + head[:-1].encode() + b', "choices": ['
+        self._tail = b'], "usage": null}\n\n' if include_usage else b"]}\n\n"
+        self.envelope = (cid, created, model)
+
+    def frame(self, choice: dict[str, Any]) -> bytes:
+        """The `data:` frame of a chunk with one choice."""
+        return self._head + json.dumps(choice, ensure_ascii=False).encode() + self._tail
 
 
 def chunk(cid: str, created: int, model: str, choices: list[dict[str, Any]],

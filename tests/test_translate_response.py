@@ -202,3 +202,28 @@ def test_named_tool_choice_synthesizes_the_call(lines: list[Any], expected_chunk
         if tc["id"].startswith("call_"):
             tc["id"] = "ID"
     assert choice["message"] == message
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_chunk_encoder_matches_chunk(include_usage: bool) -> None:
+    import json
+
+    from api.chat_response import ChunkEncoder, chunk
+
+    choice = ch({"content": "é \"q\""})
+    encoded = ChunkEncoder("chatcmpl-1", 7, "m/x", include_usage).frame(choice)
+    assert encoded.startswith(b"data: ") and encoded.endswith(b"\n\n")
+    assert json.loads(encoded[6:]) == chunk("chatcmpl-1", 7, "m/x", [choice], include_usage)
+
+
+def test_fast_path_equals_general_path() -> None:
+    plain = line(" more")
+    fast = ChoiceTranslator()
+    fast.feed(line("a"))
+    slow = ChoiceTranslator()
+    slow.feed(line("a"))
+    slow.started = False  # forces the general path for the next line
+    general = slow.feed(plain)
+    general[0]["delta"].pop("role")
+    assert fast.feed(plain) == general
+    assert fast.content == ["a", " more"]
