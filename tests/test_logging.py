@@ -182,6 +182,17 @@ async def test_no_secret_in_logs(aiohttp_server: Any, aiohttp_client: Any,
                           json={"username": "admin", "password": password})
     basic = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
     await client.get("/admin/api/session", headers={"Authorization": f"Basic {basic}"})
+    # A key made and rotated through the admin API: its secrets travel in response bodies.
+    made = await client.post("/admin/api/keys", json={"name": "api-made", "models": ["*"]},
+                             headers={"Authorization": f"Basic {basic}"})
+    assert made.status == 201, await made.text()
+    api_secret = (await made.json())["key"]
+    rotated = await client.post(f"/admin/api/keys/{(await made.json())['id']}/rotate",
+                                headers={"Authorization": f"Basic {basic}"})
+    assert rotated.status == 200, await rotated.text()
+    new_secret = (await rotated.json())["key"]
+    for used in (api_secret, new_secret):
+        await client.get("/v1/models", headers=auth_headers(used))
     # A handler that logs what it should not: the redaction filter still catches it.
     logging.getLogger("careless").warning("request headers: %s", dict(headers))
     logging.getLogger("careless").info("login form password=%s", ADMIN_PASSWORD)
@@ -192,5 +203,6 @@ async def test_no_secret_in_logs(aiohttp_server: Any, aiohttp_client: Any,
 
     output = stream.getvalue()
     assert "careless" in output and "failure" in output and "Traceback" in output
-    for value in (secret, secret[3:], ADMIN_PASSWORD, SESSION_SECRET, basic):
+    for value in (secret, secret[3:], ADMIN_PASSWORD, SESSION_SECRET, basic, api_secret,
+                  new_secret):
         assert value not in output
