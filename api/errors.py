@@ -1,16 +1,15 @@
-"""The one error shape of /v1: OpenAI's {"error": {message, type, param, code}}."""
+"""The one error shape of /v1: OpenAI's {"error": {message, type, param, code}}.
+
+The middleware that applies it to every /v1 request is api.pipeline.v1_middleware.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
-
-log = logging.getLogger(__name__)
 
 _TYPES = {
     400: "invalid_request_error",
@@ -57,43 +56,6 @@ def model_not_found(model: str) -> APIError:
     """OpenAI's answer for a model that does not exist or that the key may not use."""
     return APIError(404, f"The model '{model}' does not exist or you do not have access to it.",
                     param="model", code="model_not_found")
-
-
-_HTTP_CODES = {
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "request_too_large",
-}
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure under /v1 into OpenAI's error JSON; never a bare 500 page."""
-    try:
-        return await handler(request)
-    except APIError as exc:
-        return exc.response()
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        if exc.status == 413:
-            message = (f"Request body too large: the limit is {request.client_max_size} bytes.")
-        elif exc.status == 404:
-            message = f"Unknown API route: {request.method} {request.path}."
-        elif exc.status == 405:
-            message = f"Method {request.method} is not allowed on {request.path}."
-        else:
-            message = exc.text or exc.reason
-        err = APIError(exc.status, message, code=_HTTP_CODES.get(exc.status))
-        return err.response()
-    except json.JSONDecodeError as exc:
-        return bad_request(f"Request body is not valid JSON: {exc.msg} at position {exc.pos}.",
-                           code="invalid_json").response()
-    except Exception:
-        # The traceback goes to the log; the client gets a stable shape without internals.
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return APIError(500, "Internal gateway error; see the gateway log.",
-                        code="internal_error").response()
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
