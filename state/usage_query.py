@@ -149,7 +149,7 @@ def percentile(hist: Sequence[int], q: float) -> float | None:
             frac = (rank - seen) / count
             if lo <= 0:
                 return hi * frac
-            return lo * (hi / lo) ** frac  # buckets are geometric, so interpolate that way
+            return float(lo * (hi / lo) ** frac)  # geometric buckets: interpolate that way
         seen += count
     return HIST_EDGES_MS[-1]  # pragma: no cover - unreachable: rank <= total
 
@@ -163,7 +163,8 @@ _AGG = ("SUM(requests), SUM(errors), SUM(cancelled), SUM(prompt_tokens), "
 def _rollup_where(f: UsageFilter, unit: str = "hour",
                   period: int = 3600) -> tuple[str, list[Any]]:
     """WHERE clause on a rollup table (whole hours or days; status does not apply)."""
-    clauses, args = ["1"], []
+    clauses: list[str] = ["1"]
+    args: list[Any] = []
     if f.since is not None:
         clauses.append(f"{unit} >= ?")
         args.append(int(f.since // period))
@@ -274,7 +275,8 @@ _ROW_SELECT = ("SELECT r.id, r.ts, r.key_id, r.key_name, r.endpoint, r.model, r.
 
 def _row_where(f: UsageFilter) -> tuple[str, list[Any]]:
     """WHERE clause on requests for a filter."""
-    clauses, args = ["1"], []
+    clauses: list[str] = ["1"]
+    args: list[Any] = []
     if f.since is not None:
         clauses.append("r.ts >= ?")
         args.append(f.since)

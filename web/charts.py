@@ -21,11 +21,11 @@ def nice_max(value: float) -> float:
     """The smallest 1/2/2.5/5 x 10^k at or above value (1 for 0): a readable axis top."""
     if value <= 0 or not math.isfinite(value):
         return 1.0
-    power = 10 ** math.floor(math.log10(value))
+    power = 10.0 ** math.floor(math.log10(value))
     for step in (1, 2, 2.5, 5, 10):
         if value <= step * power * (1 + 1e-9):
-            return step * power
-    return 10 * power  # pragma: no cover - the loop always returns
+            return float(step * power)
+    return 10.0 * power  # pragma: no cover - the loop always returns
 
 
 def fmt_value(value: float, unit: str = "") -> str:
