@@ -45,6 +45,8 @@ async def open_all(request: web.Request, path: str,
                    bodies: list[dict[str, Any]]) -> list[UpstreamStream]:
     """Open every upstream stream before answering, so failures keep their real status."""
     client = request.app[UPSTREAM]
+    if len(bodies) == 1:  # the common case: no gather, no extra task
+        return [await client.open_stream(path, bodies[0])]
     results = await asyncio.gather(*(client.open_stream(path, b) for b in bodies),
                                    return_exceptions=True)
     streams = [r for r in results if isinstance(r, UpstreamStream)]
