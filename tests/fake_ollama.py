@@ -87,7 +87,8 @@ class Script:
     done_reason: on the appended done line (None: left out, as old runners do).
     metrics: metrics for the appended done line (defaults: DEFAULT_METRICS plus counts);
       {} leaves every metric out.
-    drop: after the lines, cut the TCP connection without ending the chunked body.
+    drop: after the lines, cut the TCP connection without ending the chunked body (no done
+      line is appended then, unless `lines` has one).
     delay: seconds to sleep before each line (slow token stream).
     status: a non-200 status answered instead of a stream, with body {"error": error}.
     headers: extra response headers (e.g. {"Retry-After": "7"} with status 503).
@@ -476,7 +477,8 @@ class FakeOllama:
                 continue
             out.append(self._line(model, partial, kind))
         has_done = any(ln.get("done") for ln in out)
-        if script.done and not has_done and not any("error" in ln for ln in out):
+        if script.done and not script.drop and not has_done and not any("error" in ln
+                                                                          for ln in out):
             final: dict[str, Any] = {"done": True}
             if script.done_reason is not None:
                 final["done_reason"] = script.done_reason

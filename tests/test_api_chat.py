@@ -325,3 +325,16 @@ async def test_every_reasoning_mode_stream_and_not(make_gateway: Any, fake_ollam
                 got[key] = got.get(key, "") + value
     assert got == {"content": content, **fields}
     await sdk.close()
+
+
+async def test_drop_after_done_line_still_completes(sdk: Any, fake_ollama: FakeOllama) -> None:
+    done = {"message": {"content": ""}, "done": True, "done_reason": "stop", "eval_count": 2}
+    for _ in range(2):
+        fake_ollama.push("chat", Script(lines=[{"message": {"content": "ok"}}, done],
+                                        drop=True))
+    stream = await sdk.chat.completions.create(
+        model="llama3.2", messages=[{"role": "user", "content": "q"}], stream=True)
+    assert "".join([c.choices[0].delta.content or "" async for c in stream]) == "ok"
+    resp = await sdk.chat.completions.create(
+        model="llama3.2", messages=[{"role": "user", "content": "q"}])
+    assert resp.choices[0].message.content == "ok"
