@@ -89,6 +89,8 @@ class ModelCatalog:
         """Fetch /api/tags now (one call shared by concurrent callers); return all models."""
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.ensure_future(self._fetch_tags())
+            # Retrieve the outcome even if every waiter was cancelled (no "never retrieved").
+            self._refreshing.add_done_callback(lambda t: t.cancelled() or t.exception())
         await asyncio.shield(self._refreshing)
         return [self._info(name) for name in self._tags]
 
