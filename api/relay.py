@@ -30,7 +30,7 @@ async def batches_of(stream: UpstreamStream) -> AsyncIterator[list[dict[str, Any
         async for batch in stream.batches():
             if done:
                 continue  # drain to EOF so the connection goes back to the pool
-            out = []
+            out: list[dict[str, Any]] = []
             for line in batch:
                 if "error" in line:
                     if out:
