@@ -20,6 +20,7 @@ from api.upstream import OllamaClient
 from state.registry import Registry, canonical_model
 
 log = logging.getLogger(__name__)
+SHOW_RETRY_SECONDS = 30.0
 
 
 @dataclass
@@ -83,6 +84,7 @@ class ModelCatalog:
         self._tags: dict[str, dict[str, Any]] = {}
         self._fetched_at: float | None = None
         self._shows: dict[str, _Show] = {}
+        self._failed: dict[str, float] = {}  # digest -> when /api/show last failed
         self._refreshing: asyncio.Task[None] | None = None
 
     async def refresh(self) -> list[ModelInfo]:
@@ -141,6 +143,7 @@ class ModelCatalog:
         """Forget everything; the next use fetches again."""
         self._fetched_at = None
         self._shows.clear()
+        self._failed.clear()
 
     def _canonical(self, name: str) -> str:
         """Map a display name or any spelling of an Ollama name to the canonical name."""
@@ -154,11 +157,16 @@ class ModelCatalog:
         cached = self._shows.get(key)
         if cached is not None:
             return cached
+        failed = self._failed.get(key)
+        if failed is not None and time.monotonic() - failed < SHOW_RETRY_SECONDS:
+            return None
         try:
             data = await self.client.request_json("POST", "/api/show",
                                                   {"model": entry.get("name") or canon})
         except APIError as exc:
+            # Remember the failure for a while so a broken model does not cost a call per use.
             log.warning("cannot read details of model %s: %s", canon, exc.message)
+            self._failed[key] = time.monotonic()
             return None
         caps = data.get("capabilities")
         found = data.get("model_info")

@@ -18,7 +18,7 @@ from api.chat_response import (
     completion_id,
     merge_usage,
 )
-from api.errors import bad_request, read_json_object
+from api.errors import APIError, bad_request, read_json_object
 from api.images import resolve_images
 from api.options import OptionError
 from api.params import reasoning_mode
@@ -26,7 +26,7 @@ from api.pipeline import CALL, V1Call
 from api.relay import StreamFailed, merged
 from api.streaming import OpenStreams, SSEStream, frame
 from api.upstream import UpstreamStream
-from appkeys import REGISTRY, UPSTREAM
+from appkeys import CATALOG, REGISTRY, UPSTREAM
 
 
 def native_bodies(native: dict[str, Any], n: int) -> list[dict[str, Any]]:
@@ -45,17 +45,22 @@ async def open_all(request: web.Request, path: str,
                    bodies: list[dict[str, Any]]) -> list[UpstreamStream]:
     """Open every upstream stream before answering, so failures keep their real status."""
     client = request.app[UPSTREAM]
-    if len(bodies) == 1:  # the common case: no gather, no extra task
-        return [await client.open_stream(path, bodies[0])]
-    results = await asyncio.gather(*(client.open_stream(path, b) for b in bodies),
-                                   return_exceptions=True)
-    streams = [r for r in results if isinstance(r, UpstreamStream)]
-    for r in results:
-        if isinstance(r, BaseException):
-            for s in streams:
-                s.close()
-            raise r
-    return streams
+    try:
+        if len(bodies) == 1:  # the common case: no gather, no extra task
+            return [await client.open_stream(path, bodies[0])]
+        results = await asyncio.gather(*(client.open_stream(path, b) for b in bodies),
+                                       return_exceptions=True)
+        streams = [r for r in results if isinstance(r, UpstreamStream)]
+        for r in results:
+            if isinstance(r, BaseException):
+                for s in streams:
+                    s.close()
+                raise r
+        return streams
+    except APIError as exc:
+        if exc.code == "model_not_found":  # removed from Ollama since the list was cached
+            request.app[CATALOG].invalidate()
+        raise
 
 
 class ChatHandler:

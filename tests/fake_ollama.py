@@ -56,6 +56,7 @@ class FakeModel:
     size: int = 2_019_393_189
     digest: str = ""
     modified_at: str = "2026-08-01T09:12:33.1234567+02:00"
+    show_status: int = 200  # another status makes /api/show fail for this model
 
     def __post_init__(self) -> None:
         if not self.digest:
@@ -261,6 +262,8 @@ class FakeOllama:
         m = self.model(str(name))
         if m is None:
             return _error(404, f"model '{name}' not found")
+        if m.show_status != 200:
+            return _error(m.show_status, "scripted /api/show failure")
         return web.json_response({
             "license": "MIT", "modelfile": "# Modelfile\nFROM x\n",
             "parameters": "temperature                    0.6\ntop_k                          20",

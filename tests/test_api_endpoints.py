@@ -238,3 +238,33 @@ async def test_image_fetch_disabled(make_gateway: Any) -> None:
 ])
 def test_is_public(address: str, public: bool) -> None:
     assert is_public(address) is public
+
+
+async def test_model_removed_upstream_is_404_and_refreshes(make_gateway: Any,
+                                                           fake_ollama: FakeOllama) -> None:
+    client = await make_gateway()
+    sdk = await _sdk(client)
+    await sdk.models.list()
+    removed = fake_ollama.models.pop(0)  # llama3.2 disappears from Ollama
+    with pytest.raises(openai.NotFoundError):
+        await sdk.chat.completions.create(model="llama3.2",
+                                          messages=[{"role": "user", "content": "x"}])
+    ids = [m.id for m in (await sdk.models.list()).data]
+    assert removed.name not in ids and "qwen3:8b" in ids
+    await sdk.close()
+
+
+async def test_failed_show_falls_back_to_tags_and_is_not_retried_each_time(
+        make_gateway: Any, fake_ollama: FakeOllama) -> None:
+    fake_ollama.models[1].show_status = 500
+    client = await make_gateway()
+    sdk = await _sdk(client)
+    for _ in range(3):
+        resp = await sdk.chat.completions.create(model="qwen3:8b", reasoning_effort="low",
+                                                 messages=[{"role": "user", "content": "x"}])
+        assert resp.choices[0].message.content == "Echo: x"
+    # Capabilities came from /api/tags, so think was kept for this thinking model.
+    assert fake_ollama.last("/api/chat")["think"] == "low"
+    shows = [b for b in fake_ollama.bodies("/api/show") if b["model"] == "qwen3:8b"]
+    assert len(shows) == 1
+    await sdk.close()
