@@ -70,6 +70,12 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
             else "not UTF-8"
         raise bad_request(f"Request body is not valid JSON: {detail}.",
                           code="invalid_json") from None
+    except RecursionError:
+        raise bad_request("Request body is not acceptable JSON: nested too deeply.",
+                          code="invalid_json") from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
+        raise bad_request(f"Request body is not acceptable JSON: {exc}.",
+                          code="invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request("Request body must be a JSON object.", code="invalid_json")
     return body

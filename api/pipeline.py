@@ -41,7 +41,8 @@ class V1Call:
         request_id_var.set(rid)
         self.request_id = rid
         self.record = RequestRecord(endpoint=endpoint, client_ip=request.remote,
-                                    user_agent=request.headers.get("User-Agent"),
+                                    user_agent=clean_text(request.headers.get(
+                                        "User-Agent", "")) or None,
                                     request_id=rid)
         self.key: ApiKey | None = None
         self.admission: Admission | None = None
@@ -58,6 +59,10 @@ class V1Call:
         if not token:
             token = self.request.headers.get("api-key", "").strip()  # Azure-style clients
         registry = self.app[REGISTRY]
+        if token and clean_text(token) != token:
+            # aiohttp keeps undecodable header bytes as lone surrogates; no key looks like that.
+            raise APIError(401, "Invalid API key: no such key.", code="invalid_api_key",
+                           headers={"WWW-Authenticate": 'Bearer realm="ollama2openai"'})
         try:
             key = registry.authenticate(token or None)
         except AuthError as exc:
@@ -77,7 +82,7 @@ class V1Call:
             raise APIError(400, "'model' is required and must be a string.", param="model",
                            code="missing_required_parameter" if name is None
                            else "invalid_type")
-        self.record.model = name
+        self.record.model = clean_text(name)
         info = await self.app[CATALOG].resolve(name)
         if info is None:
             raise model_not_found(name)
@@ -112,10 +117,10 @@ class V1Call:
         """Keep prompt and response text on the record, only when content logging is on."""
         if not self.app[REGISTRY].setting("content_logging"):
             return
-        self.record.prompt_text = prompt if isinstance(prompt, str) else json.dumps(
-            prompt, ensure_ascii=False)
-        self.record.response_text = response if isinstance(response, str) or response is None \
-            else json.dumps(response, ensure_ascii=False)
+        self.record.prompt_text = clean_text(prompt if isinstance(prompt, str) else json.dumps(
+            prompt, ensure_ascii=False))
+        self.record.response_text = None if response is None else clean_text(
+            response if isinstance(response, str) else json.dumps(response, ensure_ascii=False))
 
     def first_token(self) -> None:
         """Note the time to first token (once)."""
@@ -154,6 +159,15 @@ class V1Call:
 CALL: web.RequestKey[V1Call] = web.RequestKey("v1_call")
 
 
+def clean_text(text: str) -> str:
+    """Client text made storable: lone surrogates (valid in JSON, not in UTF-8) replaced."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def _endpoint(request: web.Request) -> str:
     """The endpoint label: the route's path template, or the raw path."""
     info = request.match_info.route.resource
@@ -179,7 +193,7 @@ async def v1_middleware(request: web.Request, handler: Handler) -> web.StreamRes
     """Run a /v1 request through the pipeline; other paths pass through untouched."""
     if not request.path.startswith("/v1/") and request.path != "/v1":
         return await handler(request)
-    call = V1Call(request, _endpoint(request))
+    call = V1Call(request, clean_text(_endpoint(request)))
     request[CALL] = call
     status: int = 500
     code: str | None = "internal_error"

@@ -86,6 +86,8 @@ async def test_disabled_model_is_not_found(make_gateway: Any) -> None:
     (b"{not json", None, "invalid_json"),
     (b"", None, "invalid_json"),
     (b"[1]", None, "invalid_json"),
+    (b"[" * 20000 + b"]" * 20000, None, "invalid_json"),
+    (b'{"model": "llama3.2", "max_tokens": ' + b"1" * 5000 + b"}", None, "invalid_json"),
     (b'{"messages": []}', "model", "missing_required_parameter"),
     (b'{"model": 5, "messages": []}', "model", "invalid_type"),
     (b'{"model": "llama3.2"}', "messages", "invalid_request_error"),
@@ -260,3 +262,36 @@ async def test_shutdown_ends_open_streams_with_error_frame(aiohttp_server: Any,
         await closing
     assert json.loads(frames[-1][len("data: "):])["error"]["code"] == "server_shutdown"
     assert "data: [DONE]" not in frames
+
+
+async def test_lone_surrogates_are_recorded_safely(make_gateway: Any) -> None:
+    client = await make_gateway(content_logging=True)
+    h = {**auth_headers(create_test_key(client.app)), "Content-Type": "application/json"}
+    resp = await client.post(CHAT, data=b'{"model": "x\\ud800", "messages": []}', headers=h)
+    await read_openai_error(resp, 404, "model_not_found", "model")
+    resp = await client.post(CHAT, headers=h, data=b'{"model": "llama3.2", "messages": '
+                             b'[{"role": "user", "content": "a\\udc00b"}]}')
+    assert resp.status == 200
+    records = client.app[USAGE].recent
+    assert records[-2].model == "x?"
+    assert "a?b" in records[-1].prompt_text
+    for record in records[-2:]:
+        for text in (record.model, record.prompt_text, record.response_text):
+            (text or "").encode("utf-8")
+
+
+@pytest.mark.parametrize("header", [b"Authorization: Bearer sk-\xff\xfe", b"api-key: \xffsk",
+                                    b"User-Agent: \xff\xfe"])
+async def test_undecodable_header_bytes_are_a_401_and_recorded(gw: Any, header: bytes) -> None:
+    reader, writer = await asyncio.open_connection(gw.host, gw.port)
+    writer.write(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + header
+                 + b"\r\n\r\n")
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    assert raw.startswith(b"HTTP/1.1 401"), raw[:200]
+    assert b"invalid_api_key" in raw and b"\\u00ff" not in raw
+    record = gw.app[USAGE].recent[-1]
+    assert record.status == 401
+    (record.user_agent or "").encode("utf-8")
