@@ -208,6 +208,6 @@ async def startup_refresh(catalog: ModelCatalog) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         try:
             models = await catalog.refresh()
-            log.info("discovered %d model(s) at %s", len(models), catalog.client.base_url)
+            log.info("discovered %d model(s) at %s", len(models), catalog.client.shown_url)
         except APIError as exc:
             log.warning("model discovery failed: %s", exc.message)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from api.errors import APIError
 
@@ -97,6 +98,7 @@ class OllamaClient:
     def __init__(self, base_url: str, *, connect_timeout: float = 5.0,
                  read_timeout: float = 600.0) -> None:
         self.base_url = base_url.rstrip("/")
+        self.shown_url = shown_url(self.base_url)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._session: aiohttp.ClientSession | None = None
@@ -129,6 +131,7 @@ class OllamaClient:
     def set_base_url(self, base_url: str) -> None:
         """Point at another Ollama server (the admin changed the URL)."""
         self.base_url = base_url.rstrip("/")
+        self.shown_url = shown_url(self.base_url)
 
     async def open_stream(self, path: str, body: dict[str, Any]) -> UpstreamStream:
         """POST and return the open NDJSON stream; a non-200 status raises APIError."""
@@ -136,7 +139,7 @@ class OllamaClient:
         try:
             response = await self.session.post(url, json=body)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise unreachable(self.base_url, exc) from exc
+            raise unreachable(self.shown_url, exc) from exc
         if response.status != 200:
             try:
                 raw = await response.read()
@@ -145,7 +148,7 @@ class OllamaClient:
             finally:
                 response.release()
             raise upstream_status_error(response.status, raw, response.headers, body.get("model"))
-        return UpstreamStream(response, self.base_url)
+        return UpstreamStream(response, self.shown_url)
 
     async def request_json(self, method: str, path: str, body: dict[str, Any] | None = None,
                            *, total: float | None = None) -> dict[str, Any]:
@@ -163,16 +166,27 @@ class OllamaClient:
                     model = body.get("model") if body else None
                     raise upstream_status_error(response.status, raw, response.headers, model)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise unreachable(self.base_url, exc) from exc
+            raise unreachable(self.shown_url, exc) from exc
         try:
             data = json.loads(raw) if raw.strip() else {}
         except json.JSONDecodeError as exc:
-            raise APIError(502, f"Ollama at {self.base_url} answered {path} with invalid JSON.",
+            raise APIError(502, f"Ollama at {self.shown_url} answered {path} with invalid JSON.",
                            code="upstream_error") from exc
         if not isinstance(data, dict):
-            raise APIError(502, f"Ollama at {self.base_url} answered {path} with a non-object.",
+            raise APIError(502, f"Ollama at {self.shown_url} answered {path} with a non-object.",
                            code="upstream_error")
         return data
+
+
+def shown_url(url: str) -> str:
+    """The URL as it may appear in messages and logs: any user:password@ removed."""
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        return "the configured Ollama URL"
+    if parsed.user is None and parsed.password is None:
+        return url
+    return str(parsed.with_user(None)).rstrip("/")
 
 
 def unreachable(base_url: str, exc: BaseException) -> APIError:

@@ -295,3 +295,17 @@ async def test_undecodable_header_bytes_are_a_401_and_recorded(gw: Any, header: 
     record = gw.app[USAGE].recent[-1]
     assert record.status == 401
     (record.user_agent or "").encode("utf-8")
+
+
+async def test_upstream_credentials_never_shown(make_gateway: Any) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = await make_gateway(ollama_url=f"http://ops:hunter2-pw@127.0.0.1:{port}")
+    h = auth_headers(create_test_key(client.app))
+    for stream in (False, True):
+        resp = await client.post(CHAT, json={"model": "llama3.2", "messages": MSG,
+                                             "stream": stream}, headers=h)
+        err = await read_openai_error(resp, 502, "upstream_unreachable")
+        assert f"http://127.0.0.1:{port}" in err["message"]
+        assert "hunter2" not in err["message"] and "ops@" not in err["message"]
