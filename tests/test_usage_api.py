@@ -203,3 +203,17 @@ async def test_unavailable_database_is_503_not_500(make_gateway: Any, tmp_path: 
     resp = await client.get("/admin/usage", headers=BASIC)
     assert resp.status == 503 and "Usage data is unavailable" in await resp.text()
     assert await key_usage_summary(client.app, "x") is None
+
+
+async def test_usage_page_shows_stored_content_escaped(make_gateway: Any) -> None:
+    client = await make_gateway(admin_password=PASSWORD, content_logging=True)
+    client.app[USAGE].record(RequestRecord(endpoint="/v1/chat/completions", request_id="c1",
+                                           prompt_text="<img src=x onerror=alert(1)>",
+                                           response_text="x" * 5000))
+    client.app[USAGE].record(RequestRecord(endpoint="/v1/chat/completions", request_id="c2"))
+    await client.app[USAGE].flush()
+    html = await (await client.get("/admin/usage", headers=BASIC)).text()
+    assert html.count("<details>") == 1  # only the row that has stored text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html and "<img src=x" not in html
+    assert "x" * 3900 in html and "x" * 4001 not in html  # cut near 4,000 characters
+    assert "full text in the CSV export" in html
