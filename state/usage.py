@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Listener = Callable[["RequestRecord"], None]
+RETENTION_SETTINGS = ("usage_retention_days", "usage_retention_rows", "content_retention_days")
 SettingGetter = Callable[[str], Any]
 
 
@@ -94,6 +95,8 @@ class UsageRecorder:
     BATCH = 2000
     FLUSH_DELAY = 0.05  # seconds to gather a batch before writing
     PRUNE_INTERVAL = 600.0
+    PRUNE_CHECK = 30.0  # how often the retention settings are compared with the last prune
+    PRUNE_START_DELAY = 5.0
     BUSY_TIMEOUT = 2.0  # seconds a write waits on a locked database before counting an error
 
     def __init__(self, data_dir: str | Path | None = None,
@@ -288,16 +291,25 @@ class UsageRecorder:
                      result.by_age, result.by_count, result.content)
         return result
 
+    def _retention(self) -> tuple[Any, ...]:
+        """The retention settings now in force."""
+        return tuple(self.setting(name, None) for name in RETENTION_SETTINGS)
+
     async def _pruner(self) -> None:
-        """Prune shortly after start, then every PRUNE_INTERVAL seconds."""
-        await asyncio.sleep(5.0)
+        """Prune shortly after start, every PRUNE_INTERVAL, and soon after a setting changes."""
+        await asyncio.sleep(self.PRUNE_START_DELAY)
+        last: tuple[Any, ...] | None = None
+        last_at = 0.0
         while True:
-            try:
-                await self.prune()
-            except (sqlite3.Error, OSError, UsageUnavailable) as exc:
-                if self._throttle.allow():
-                    log.error("usage: pruning failed: %s", exc)
-            await asyncio.sleep(self.PRUNE_INTERVAL)
+            current = self._retention()
+            if current != last or time.monotonic() - last_at >= self.PRUNE_INTERVAL:
+                try:
+                    await self.prune()
+                except (sqlite3.Error, OSError, UsageUnavailable) as exc:
+                    if self._throttle.allow():
+                        log.error("usage: pruning failed: %s", exc)
+                last, last_at = current, time.monotonic()
+            await asyncio.sleep(self.PRUNE_CHECK)
 
     # -- reading -----------------------------------------------------------------------------
     async def read(self, fn: Callable[..., T], *args: Any) -> T:

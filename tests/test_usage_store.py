@@ -448,3 +448,22 @@ def test_log_throttle() -> None:
     assert throttle.allow(1000.0) is True
     assert [throttle.allow(t) for t in (1001.0, 1059.0)] == [False, False]
     assert throttle.allow(1060.0) is True and throttle.suppressed == 2
+
+
+async def test_pruner_applies_a_changed_setting_soon(tmp_path: Path) -> None:
+    settings: dict[str, Any] = {"usage_retention_days": 0, "usage_retention_rows": 0}
+    recorder = UsageRecorder(tmp_path, settings.get)
+    recorder.PRUNE_START_DELAY, recorder.PRUNE_CHECK = 0.0, 0.05
+    await recorder.start()
+    for i in range(10):
+        recorder.record(rec(ts=time.time() - i))
+    await recorder.flush()
+    settings["usage_retention_rows"] = 4  # as if changed in the admin
+    for _ in range(100):
+        left = await recorder.read(lambda c: c.execute("SELECT COUNT(*) FROM requests")
+                                   .fetchone()[0])
+        if left == 4:
+            break
+        await asyncio.sleep(0.05)
+    assert left == 4
+    await recorder.close()
