@@ -15,6 +15,7 @@ import os
 import stat
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -828,15 +829,37 @@ async def test_admin_text_with_lone_surrogate(gw: TestClient, method: str, path:
     check_page(gw, status, raw, "keys page")
 
 
-async def test_data_dir_secret_files_are_private(gw: TestClient, tmp_path: Any) -> None:
+async def _data_dir_after_traffic(gw: TestClient, tmp_path: Any) -> Any:
+    """The data dir once a request has been recorded."""
+    before = gw.app[USAGE].stats.written
     await send(gw, "POST", "/v1/chat/completions", json.dumps(V1_BASE["/v1/chat/completions"])
                .encode(), {**auth_headers(gw.secret), "Content-Type": JSON_CT})  # type: ignore
-    data = tmp_path / "data"
+    await _wait_written(gw.app[USAGE], before)
+    return tmp_path / "data"
+
+
+def _mode(path: Any) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_data_dir_secret_files_are_private(gw: TestClient, tmp_path: Any) -> None:
+    data = await _data_dir_after_traffic(gw, tmp_path)
     for name in ("state.json", "session_secret"):
-        path = data / name
-        if path.exists():
-            mode = stat.S_IMODE(path.stat().st_mode)
-            assert mode & 0o077 == 0, (name, oct(mode))
+        assert _mode(data / name) & 0o077 == 0, (name, oct(_mode(data / name)))
+
+
+@pytest.mark.xfail(strict=True, reason="SECURITY: usage.db, usage.db-wal and usage.db-shm are "
+                   "created with the process umask (0644 here) and the data dir 0755, so any "
+                   "local user can read key names, client IPs, user agents and, with "
+                   "content_logging, every prompt and answer. Create the data dir 0700 and the "
+                   "database files 0600 (os.umask(0o077) around sqlite3.connect, or chmod "
+                   "after creation) in state/usage_db.py.")
+async def test_usage_database_is_private(gw: TestClient, tmp_path: Any) -> None:
+    data = await _data_dir_after_traffic(gw, tmp_path)
+    files = list(data.glob("usage.db*"))
+    assert files
+    for path in files:
+        assert _mode(path) & 0o077 == 0, (path.name, oct(_mode(path)))
 
 
 async def _wait_written(recorder: Any, before: int) -> bool:
@@ -877,3 +900,195 @@ async def test_usage_recording_survives_unencodable_client_text(gw: TestClient,
         if task is not None and task.done() and task.exception() is not None:
             recorder._writer_task = None
             recorder._pending.clear()
+
+
+# -- image URL fetching: the SSRF guard (api/images.py) -------------------------------------------
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
+
+
+class ImageHost:
+    """A small web server on loopback that records hits: /img answers a PNG, /go?to= redirects."""
+
+    def __init__(self) -> None:
+        from aiohttp import web
+
+        self.hits: list[str] = []
+        self.app = web.Application()
+        self.app.router.add_get("/img", self._img)
+        self.app.router.add_get("/go", self._go)
+        self.port = 0
+
+    async def _img(self, request: Any) -> Any:
+        from aiohttp import web
+
+        self.hits.append(str(request.rel_url))
+        return web.Response(body=PNG, content_type="image/png")
+
+    async def _go(self, request: Any) -> Any:
+        from aiohttp import web
+
+        self.hits.append(str(request.rel_url))
+        return web.Response(status=302, headers={"Location": request.query["to"]})
+
+
+@pytest.fixture
+async def private_host(aiohttp_server: Any) -> ImageHost:
+    host = ImageHost()
+    server = await aiohttp_server(host.app)
+    host.port = server.port
+    return host
+
+
+def image_chat(url: str) -> bytes:
+    """A chat request for the vision model with one image URL."""
+    return json.dumps({"model": "llava:7b", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is it?"},
+        {"type": "image_url", "image_url": {"url": url}}]}]}).encode()
+
+
+async def test_image_guard_refuses_loopback_in_every_spelling(gw: TestClient,
+                                                             private_host: ImageHost) -> None:
+    p = private_host.port
+    urls = [f"http://127.0.0.1:{p}/img", f"http://localhost:{p}/img",
+            f"http://localhost.:{p}/img", f"http://[::ffff:127.0.0.1]:{p}/img",
+            f"http://[0:0:0:0:0:ffff:7f00:1]:{p}/img", f"http://0.0.0.0:{p}/img",
+            f"http://2130706433:{p}/img", f"http://0x7f000001:{p}/img",
+            f"http://017700000001:{p}/img", f"http://127.1:{p}/img", f"http://0177.0.0.1:{p}/img",
+            f"http://[::1]:{p}/img", f"http://[::]:{p}/img", f"http://user:pw@127.0.0.1:{p}/img",
+            f"http://127.0.0.1:{p}@example.invalid/img", f"https://127.0.0.1:{p}/img",
+            f"http://[::ffff:7f00:1]:{p}/img", f"http://169.254.169.254:{p}/img",
+            f"http://10.0.0.1:{p}/img"]
+    h = {**auth_headers(gw.secret), "Content-Type": JSON_CT}  # type: ignore[attr-defined]
+    for url in urls:
+        status, _, raw = await send(gw, "POST", "/v1/chat/completions", image_chat(url), h)
+        check_v1(gw, status, raw, url)
+        assert status == 400, (url, status, raw[:300])
+        assert json.loads(raw)["error"]["code"] in ("invalid_image_url", "invalid_request_error")
+    assert private_host.hits == []
+
+
+@pytest.fixture
+async def public_host(aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch) -> ImageHost:
+    """An ImageHost on 127.0.0.2, which the guard is made to treat as a public address."""
+    import api.images
+
+    real = api.images.is_public
+    monkeypatch.setattr(api.images, "is_public", lambda a: a == "127.0.0.2" or real(a))
+    host = ImageHost()
+    server = await aiohttp_server(host.app, host="127.0.0.2")
+    host.port = server.port
+    return host
+
+
+async def test_image_redirects_are_checked(gw: TestClient, public_host: ImageHost,
+                                           private_host: ImageHost) -> None:
+    h = {**auth_headers(gw.secret), "Content-Type": JSON_CT}  # type: ignore[attr-defined]
+    base = f"http://127.0.0.2:{public_host.port}"
+    status, _, raw = await send(gw, "POST", "/v1/chat/completions", image_chat(f"{base}/img"), h)
+    assert status == 200, raw[:300]  # the "public" host itself is fine
+    private = f"http://127.0.0.1:{private_host.port}/img"
+    targets = [private, f"http://[::ffff:127.0.0.1]:{private_host.port}/img",
+               f"http://localhost:{private_host.port}/img", "file:///etc/passwd",
+               "gopher://127.0.0.1:25/", f"{base}/go?to={base}/go",
+               f"//127.0.0.1:{private_host.port}/img", "\x00"]
+    for target in targets:
+        url = f"{base}/go?to={quote(target, safe='')}"
+        status, _, raw = await send(gw, "POST", "/v1/chat/completions", image_chat(url), h)
+        check_v1(gw, status, raw, target)
+        assert status == 400, (target, status, raw[:300])
+    assert private_host.hits == []
+
+
+REASON_BAD_LOCATION = ("BUG: api/images.py fetch_image: `current.join(URL(location))` raises "
+                       "ValueError for a malformed redirect Location (e.g. 'http://[::1'), which "
+                       "is not caught: any image host can make the gateway answer 500 "
+                       "internal_error. Catch ValueError there and refuse the URL (400 "
+                       "invalid_image_url).")
+
+
+@pytest.mark.xfail(strict=True, reason=REASON_BAD_LOCATION)
+async def test_image_redirect_to_malformed_location(gw: TestClient,
+                                                    public_host: ImageHost) -> None:
+    h = {**auth_headers(gw.secret), "Content-Type": JSON_CT}  # type: ignore[attr-defined]
+    url = f"http://127.0.0.2:{public_host.port}/go?to={quote('http://[::1', safe='')}"
+    status, _, raw = await send(gw, "POST", "/v1/chat/completions", image_chat(url), h)
+    check_v1(gw, status, raw, url)
+    assert status == 400
+
+
+REASON_REBINDING = ("SECURITY: DNS rebinding: api/images.py check_host resolves the host itself "
+                    "(loop.getaddrinfo) and then aiohttp's connector resolves it again (the "
+                    "upstream session, ttl_dns_cache=300), so a name that answers a public "
+                    "address first and 127.0.0.1 next is fetched from loopback. Check the "
+                    "address actually connected to: a dedicated image ClientSession whose "
+                    "resolver (aiohttp AbstractResolver) drops non-public addresses, no shared "
+                    "DNS cache with the Ollama session.")
+
+
+@pytest.mark.xfail(strict=True, reason=REASON_REBINDING)
+async def test_image_guard_resists_dns_rebinding(gw: TestClient, public_host: ImageHost,
+                                                 private_host: ImageHost,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    answers = iter(["127.0.0.2"])  # first answer "public", every later one loopback
+
+    async def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "rebind.invalid":
+            return await real(host, port, *args, **kwargs)
+        ip = next(answers, "127.0.0.1")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, int(port or 80)))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    h = {**auth_headers(gw.secret), "Content-Type": JSON_CT}  # type: ignore[attr-defined]
+    url = f"http://rebind.invalid:{private_host.port}/img"
+    status, _, raw = await send(gw, "POST", "/v1/chat/completions", image_chat(url), h)
+    check_v1(gw, status, raw, url)
+    assert private_host.hits == [], "the guard was bypassed: loopback served the image"
+
+
+REASON_THROTTLE_RACE = ("SECURITY: web/auth.py _attempt checks throttle.wait() before awaiting the "
+                        "scrypt check in the executor and records the failure only afterwards, "
+                        "so concurrent guesses all pass the check: 40 parallel wrong passwords "
+                        "are all evaluated (401) instead of 5 and then 429. Count the attempt "
+                        "(throttle.fail or a pending counter) before awaiting verify_password, "
+                        "and undo it on success.")
+
+
+@pytest.mark.xfail(strict=True, reason=REASON_THROTTLE_RACE)
+async def test_login_throttle_holds_under_concurrency(make_gateway: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from web.throttle import FREE_ATTEMPTS
+
+    monkeypatch.setattr(secrets_module, "_N", 2**4)
+    client = await make_gateway(admin_password=PASSWORD)
+    guesses = [send(client, "GET", "/admin/api/keys", None, _basic("admin", f"guess-{i}"))
+               for i in range(40)]
+    statuses = [status for status, _, _ in await asyncio.gather(*guesses)]
+    assert set(statuses) <= {401, 429}, statuses
+    assert statuses.count(401) <= FREE_ATTEMPTS + 1, statuses
+
+
+BYPASS_SPELLINGS = ["//admin/api/keys", "/admin/./api/keys", "/x/../admin/api/keys",
+                    "/%61dmin/api/keys", "/admin%2fapi%2fkeys", "/v1/%2e%2e/admin/api/keys",
+                    "/admin/api/keys/", "/admin/api/keys?x=1#f", "/admin//api/keys",
+                    "/ADMIN/api/keys", "/admin/api/./keys", "/admin/static/../api/keys",
+                    "/admin/static/%2e%2e/api/keys", "/admin;/api/keys", "/admin/api/keys;x"]
+
+
+async def test_no_admin_route_reachable_without_auth_by_path_spelling(gw: TestClient) -> None:
+    """Spellings of an admin API path never reach the handler without credentials."""
+    key_name = next(iter(gw.app[REGISTRY].keys.values())).name
+    body = b'{"name":"x","models":["*"]}'
+    for path in BYPASS_SPELLINGS:
+        for method in ("GET", "POST"):
+            request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                       f"Content-Type: {JSON_CT}\r\nContent-Length: {len(body)}\r\n\r\n"
+                       ).encode() + body
+            status, raw = await send_raw(gw, request)
+            assert status in (302, 400, 401, 403, 404, 405), (method, path, status, raw[:200])
+            assert key_name.encode() not in raw and b'"keys"' not in raw, (method, path)
+    assert len(gw.app[REGISTRY].keys) == 1
