@@ -44,6 +44,10 @@ def _config_path(arg: str | None) -> str | None:
     return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
 
 
+class ListenError(Exception):
+    """The server socket could not be opened (port taken, address not local)."""
+
+
 def _public_base(host: str, port: int) -> str:
     """The URL to print for a listen address (a wildcard address is shown as localhost)."""
     shown = "localhost" if host in ("0.0.0.0", "::", "") else host
@@ -84,7 +88,11 @@ async def serve(app: web.Application, config: Config) -> None:
     gc.freeze()
     try:
         site = web.TCPSite(runner, config.host, config.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {config.host}:{config.port}: "
+                              f"{exc.strerror or exc}") from exc
         base = _public_base(config.host, config.port)
         log.info("listening on %s:%s", config.host, config.port)
         log.info("admin page: %s/admin", base)
@@ -144,9 +152,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # An unreadable state.json: stop with the file and how to restore it, no traceback.
         log.critical("%s", exc)
         return 1
-    except OSError as exc:
+    except ListenError as exc:
         # Typically the port is taken or the address is not local.
-        log.error("cannot listen on %s:%s: %s", config.host, config.port, exc)
+        log.error("%s", exc)
+        return 1
+    except OSError as exc:
+        # At startup this is nearly always the data directory (missing, a file, read-only).
+        log.error("cannot start: %s. Check that data_dir (%s) is a directory this user can "
+                  "write.", exc, config.data_dir)
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130

@@ -148,6 +148,21 @@ async def test_port_in_use_is_a_clear_error(gateway_proc: Any, tmp_path: Path) -
     assert "Traceback" not in out.decode()
 
 
+async def test_unusable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"host: 127.0.0.1\nport: {_free_port()}\n"
+                      f"data_dir: {tmp_path / 'a-file' / 'data'}\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "gateway.py"), "--config", str(config), cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    text = out.decode()
+    assert proc.returncode == 1, text
+    assert "cannot start:" in text and "Check that data_dir" in text
+    assert "cannot listen" not in text and "Traceback" not in text
+
+
 async def test_bad_config_exits_2_naming_the_setting(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("port: 3000\nlog_format: xml\n")
