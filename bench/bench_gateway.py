@@ -216,7 +216,8 @@ def run_loadgen(url: str, body: dict[str, Any], headers: dict[str, str], concurr
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         raise RuntimeError(f"load generator failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def machine() -> dict[str, str]:

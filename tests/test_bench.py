@@ -53,7 +53,7 @@ async def test_passthrough_copies_the_fake(aiohttp_client: Any, aiohttp_server: 
                                            fake_url: str) -> None:
     proxy = await aiohttp_client(passthrough_app(fake_url))
     for stream in (True, False):
-        body = {"model": "bench", "messages": [], "stream": stream}
+        body: dict[str, Any] = {"model": "bench", "messages": [], "stream": stream}
         via = await proxy.post("/api/chat", json=body)
         async with proxy.session.post(fake_url + "/api/chat", json=body) as direct:
             assert await via.read() == await direct.read()
