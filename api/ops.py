@@ -106,7 +106,9 @@ class Ops:
         if token:
             given = request.headers.get("Authorization", "")
             scheme, _, value = given.partition(" ")
-            ok = hmac.compare_digest(value.strip().encode(), str(token).encode())
+            # aiohttp keeps undecodable header bytes as surrogates; compare the raw bytes.
+            ok = hmac.compare_digest(value.strip().encode("utf-8", "surrogateescape"),
+                                     str(token).encode("utf-8"))
             if scheme.lower() != "bearer" or not ok:
                 return web.json_response(
                     {"error": {"message": "This endpoint needs 'Authorization: Bearer <token>' "

@@ -250,8 +250,16 @@ class UsageRecorder:
         """Write one batch from the head of the queue; False (batch kept) if the write failed."""
         batch = self._pending[: self.BATCH]
         store_content = bool(self.setting("content_logging", False))
+        failed = 0
         try:
-            await self.run_write(usage_db.insert_batch, batch, store_content)
+            try:
+                await self.run_write(usage_db.insert_batch, batch, store_content)
+            except (sqlite3.OperationalError, OSError, UsageUnavailable):
+                raise
+            except Exception:
+                # A value in the batch cannot be stored: write the rest one by one.
+                self.stats.write_errors += 1
+                failed = await self.run_write(usage_db.insert_each, batch, store_content)
         except (sqlite3.Error, OSError, UsageUnavailable) as exc:
             self.stats.write_errors += 1
             if self._throttle.allow():
@@ -260,7 +268,8 @@ class UsageRecorder:
                           len(self._pending))
             return False
         del self._pending[: len(batch)]
-        self.stats.written += len(batch)
+        self.stats.written += len(batch) - failed
+        self.stats.dropped += failed
         return True
 
     async def run_write(self, fn: Callable[..., T], *args: Any) -> T:

@@ -7,7 +7,9 @@ in a worker thread so the event loop never waits on the disk.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -125,9 +127,22 @@ def connect(path: Path, *, timeout: float = 2.0) -> sqlite3.Connection:
     return conn
 
 
+def make_private(path: Path) -> None:
+    """Create the database file 0600 (and tighten its WAL/shm files, and an old file).
+
+    It holds key names, client IPs and, with content logging, every prompt and answer. SQLite
+    gives the -wal and -shm files it creates the main file's permissions.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.with_name(name), 0o600)
+
+
 def open_db(path: Path, timeout: float = 2.0) -> sqlite3.Connection:
     """Open (creating if needed) and migrate the database; returns the writer connection."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private(path)
     conn = connect(path, timeout=timeout)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
@@ -163,13 +178,26 @@ def rollup_model(rec: RequestRecord) -> str:
     return rec.ollama_model or rec.model or ""
 
 
+def storable(text: str | None) -> str | None:
+    """Text SQLite can store: lone surrogates (from undecodable client bytes) replaced."""
+    if text is None or text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def _request_row(rec: RequestRecord) -> tuple[Any, ...]:
     """One record as a row of the requests table, in REQUEST_COLS order."""
-    return (rec.ts, rec.key_id, rec.key_name, rec.endpoint, rec.model, rec.ollama_model,
-            rollup_model(rec), int(rec.stream), int(rec.status), rec.error_code,
-            int(rec.prompt_tokens or 0), int(rec.completion_tokens or 0), rec.reasoning_tokens,
-            float(rec.latency_ms or 0.0), rec.ttft_ms, rec.load_ms, rec.tokens_per_s,
-            rec.client_ip, rec.user_agent, int(rec.cancelled), rec.request_id)
+    t = storable
+    return (rec.ts, t(rec.key_id), t(rec.key_name), t(rec.endpoint), t(rec.model),
+            t(rec.ollama_model), t(rollup_model(rec)), int(rec.stream), int(rec.status),
+            t(rec.error_code), int(rec.prompt_tokens or 0), int(rec.completion_tokens or 0),
+            rec.reasoning_tokens, float(rec.latency_ms or 0.0), rec.ttft_ms, rec.load_ms,
+            rec.tokens_per_s, t(rec.client_ip), t(rec.user_agent), int(rec.cancelled),
+            t(rec.request_id))
 
 
 @dataclass(slots=True)
@@ -187,13 +215,14 @@ def rollup_batch(recs: Iterable[RequestRecord],
     """Aggregate records into (time unit, key_id, model) cells of `period` seconds."""
     cells: dict[tuple[int, str, str], _Rollup] = {}
     for rec in recs:
-        cell_key = (int(rec.ts // period), rec.key_id or "", rollup_model(rec))
+        cell_key = (int(rec.ts // period), storable(rec.key_id) or "",
+                    storable(rollup_model(rec)) or "")
         cell = cells.get(cell_key)
         if cell is None:
-            cell = cells[cell_key] = _Rollup(rec.key_name, [0] * len(_SUM_COLS),
+            cell = cells[cell_key] = _Rollup(storable(rec.key_name), [0] * len(_SUM_COLS),
                                              [0] * HIST_BUCKETS, [0] * HIST_BUCKETS)
         if rec.key_name:
-            cell.key_name = rec.key_name
+            cell.key_name = storable(rec.key_name)
         s = cell.sums
         s[0] += 1
         s[1] += rec.status >= 400
@@ -236,11 +265,31 @@ def insert_batch(conn: sqlite3.Connection, recs: Sequence[RequestRecord],
                     cur = conn.execute(_INSERT_REQUEST, _request_row(rec))
                     conn.execute("INSERT INTO content (request_id, ts, prompt, response) "
                                  "VALUES (?, ?, ?, ?)",
-                                 (cur.lastrowid, rec.ts, rec.prompt_text, rec.response_text))
+                                 (cur.lastrowid, rec.ts, storable(rec.prompt_text),
+                                  storable(rec.response_text)))
         for sql, period in _UPSERTS:
             conn.executemany(sql, [
                 (unit, key_id, model, cell.key_name, *cell.sums, *cell.lat, *cell.ttft)
                 for (unit, key_id, model), cell in rollup_batch(recs, period).items()])
+
+
+def insert_each(conn: sqlite3.Connection, recs: Sequence[RequestRecord],
+                store_content: bool) -> int:
+    """Write records one by one, skipping any that cannot be stored; returns how many failed.
+
+    The fallback after a batch failed for a reason other than the database itself (a bad
+    value): one bad record must not hold back, or take down, everything queued behind it.
+    """
+    failed = 0
+    for rec in recs:
+        try:
+            insert_batch(conn, [rec], store_content)
+        except sqlite3.OperationalError:
+            raise  # the database itself (full, locked): the caller retries later
+        except Exception:
+            failed += 1
+            log.warning("usage: a record could not be stored and was dropped", exc_info=True)
+    return failed
 
 
 def _has_content(rec: RequestRecord) -> bool:

@@ -21,6 +21,8 @@ STATUS_CLASSES = ("ok", "error", "4xx", "5xx", "cancelled")
 NO_KEY = "none"  # the key filter value for requests refused before a key was known
 MAX_PER_PAGE = 500
 HOURLY_MAX_SPAN = 3 * 86400  # longer ranges are charted per day
+MAX_FUTURE = 366 * 86400  # since/until may be at most this far ahead of now
+MAX_BUCKETS = 400  # a chart never has more points: wider ranges use several days per point
 
 
 class FilterError(ValueError):
@@ -65,26 +67,28 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_time(field: str, raw: str) -> float:
-    """Epoch seconds, an ISO date or an ISO date-time (naive means UTC) to epoch seconds."""
+def parse_time(field: str, raw: str, now: float) -> float:
+    """Epoch seconds, an ISO date or an ISO date-time (naive means UTC) to epoch seconds.
+
+    Bounded to 1970 .. one year from now: later times cannot be formatted or charted sanely.
+    """
     text = raw.strip()
     try:
         value = float(text)
     except ValueError:
-        pass
-    else:
-        if not math.isfinite(value) or value < 0:
-            raise FilterError(field, f"`{field}` must be a non-negative time, got {raw!r}.")
-        return value
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise FilterError(field, f"`{field}` must be an ISO 8601 date or time (e.g. "
-                                 f"2026-11-01 or 2026-11-01T10:00:00Z) or epoch seconds; "
-                                 f"got {raw!r}.") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise FilterError(field, f"`{field}` must be an ISO 8601 date or time (e.g. "
+                                     f"2026-11-01 or 2026-11-01T10:00:00Z) or epoch seconds; "
+                                     f"got {raw!r}.") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        value = parsed.timestamp()
+    if not (math.isfinite(value) and 0 <= value <= now + MAX_FUTURE):
+        raise FilterError(field, f"`{field}` must be between 1970-01-01 and one year from now; "
+                                 f"got {raw!r}.")
+    return value
 
 
 def parse_filter(query: Mapping[str, str], now: float,
@@ -102,8 +106,8 @@ def parse_filter(query: Mapping[str, str], now: float,
     rng = (query.get("range") or "").strip() or None
     if rng is not None and rng not in RANGES:
         raise FilterError("range", f"`range` must be one of {', '.join(RANGES)}; got {rng!r}.")
-    since = parse_time("since", since_raw) if since_raw else None
-    until = parse_time("until", until_raw) if until_raw else None
+    since = parse_time("since", since_raw, now) if since_raw else None
+    until = parse_time("until", until_raw, now) if until_raw else None
     if since is None and until is None:
         rng = rng or default_range
         span = RANGES.get(rng) if rng else None
@@ -209,11 +213,16 @@ def chart_bucket(f: UsageFilter, now: float, first_day: int | None) -> tuple[flo
 
     Charts and totals count whole rollup cells: whole hours, or whole UTC days for daily
     charts (so "7d" covers the last 7 days plus today), which keeps them fast at 1M rows.
+    Ranges longer than MAX_BUCKETS days get several days per point, so a `since` of 1970 is
+    still a chart of bounded size.
     """
     end = f.until if f.until is not None else now
     start = f.since if f.since is not None else (first_day * 86400 if first_day is not None
                                                  else end - 86400)
     step = 3600 if end - start <= HOURLY_MAX_SPAN else 86400
+    days = math.ceil(end / 86400) - int(start // 86400)
+    if step == 86400 and days > MAX_BUCKETS:
+        step = 86400 * math.ceil(days / MAX_BUCKETS)
     return start - start % step, math.ceil(end / step) * step, step
 
 
@@ -225,10 +234,11 @@ def aggregates(conn: sqlite3.Connection, f: UsageFilter, now: float) -> dict[str
         first_day = conn.execute(f"SELECT MIN(day) FROM rollup_day WHERE {where}",
                                  args).fetchone()[0]
     start, end, step = chart_bucket(f, now, first_day)
-    table, unit = ("rollup_hour", "hour") if step == 3600 else ("rollup_day", "day")
-    where, args = _rollup_where(UsageFilter(start, end, f.key_id, f.model), unit, step)
-    rows = conn.execute(f"SELECT {unit} AS b, {_AGG} FROM {table} WHERE {where} "
-                        "GROUP BY b ORDER BY b", args).fetchall()
+    table, unit, period = ("rollup_hour", "hour", 3600) if step == 3600 else \
+        ("rollup_day", "day", 86400)
+    where, args = _rollup_where(UsageFilter(start, end, f.key_id, f.model), unit, period)
+    rows = conn.execute(f"SELECT {unit} / {step // period} AS b, {_AGG} FROM {table} "
+                        f"WHERE {where} GROUP BY b ORDER BY b", args).fetchall()
     by_bucket = {int(r[0]): r[1:] for r in rows}
     zero = (0,) * (9 + 2 * HIST_BUCKETS)
     series = []

@@ -193,8 +193,16 @@ def test_parse_filter(query: dict[str, str], expected: UsageFilter) -> None:
     ({"range": "2w"}, "range", "`range` must be one of 1h, 24h, 7d, 30d, 90d, all; got '2w'."),
     ({"since": "yesterday"}, "since", "`since` must be an ISO 8601 date or time (e.g. "
      "2026-11-01 or 2026-11-01T10:00:00Z) or epoch seconds; got 'yesterday'."),
-    ({"until": "-5"}, "until", "`until` must be a non-negative time, got '-5'."),
-    ({"until": "nan"}, "until", "`until` must be a non-negative time, got 'nan'."),
+    ({"until": "-5"}, "until", "`until` must be between 1970-01-01 and one year from now; "
+     "got '-5'."),
+    ({"until": "nan"}, "until", "`until` must be between 1970-01-01 and one year from now; "
+     "got 'nan'."),
+    ({"since": "300000000000"}, "since", "`since` must be between 1970-01-01 and one year "
+     "from now; got '300000000000'."),
+    ({"since": "9999-12-31"}, "since", "`since` must be between 1970-01-01 and one year "
+     "from now; got '9999-12-31'."),
+    ({"since": "1969-12-31"}, "since", "`since` must be between 1970-01-01 and one year "
+     "from now; got '1969-12-31'."),
     ({"since": "2026-09-02", "until": "2026-09-01"}, "until",
      "`until` must be later than `since`."),
     ({"since": "2026-09-01T10:00:00Z", "until": "2026-09-01T12:00:00+02:00"}, "until",
@@ -278,6 +286,18 @@ def test_aggregates_series_totals_and_tops(conn: sqlite3.Connection) -> None:
     # Daily charts count whole UTC days: the last 7 days plus today, 8 buckets.
     assert len(week["series"]) == 8 and week["since"].endswith("T00:00:00Z")
     assert week["series"][-1]["t"] == NOW - NOW % 86400
+
+
+@pytest.mark.parametrize("query", [{"since": "0"}, {"since": "1970-01-01", "until": str(NOW)},
+                                   {"range": "all"}])
+def test_huge_ranges_have_bounded_charts(conn: sqlite3.Connection,
+                                         query: dict[str, str]) -> None:
+    usage_db.insert_batch(conn, [rec(ts=NOW - 2 * 86400), rec(ts=1_000_000.0)], False)
+    agg = usage_query.aggregates(conn, parse_filter(query, NOW), NOW)
+    assert len(agg["series"]) <= usage_query.MAX_BUCKETS
+    assert agg["bucket_seconds"] % 86400 == 0 and agg["bucket_seconds"] > 86400
+    assert sum(p["requests"] for p in agg["series"]) == agg["totals"]["requests"] == 2
+    assert all(b["t"] % agg["bucket_seconds"] == 0 for b in agg["series"])
 
 
 def test_rows_filters_and_pagination(conn: sqlite3.Connection) -> None:
@@ -467,3 +487,26 @@ async def test_pruner_applies_a_changed_setting_soon(tmp_path: Path) -> None:
         await asyncio.sleep(0.05)
     assert left == 4
     await recorder.close()
+
+
+async def test_a_bad_record_is_dropped_alone_and_the_writer_lives_on(tmp_path: Path) -> None:
+    recorder = UsageRecorder(tmp_path)
+    await recorder.start()
+    recorder.record(rec(request_id="before"))
+    recorder.record(rec(request_id="bad", prompt_tokens="many"))  # type: ignore[arg-type]
+    recorder.record(rec(request_id="after", user_agent="\udcff\udcfe broken bytes"))
+    await recorder.flush()
+    assert (recorder.stats.written, recorder.stats.dropped) == (2, 1)
+    recorder.record(rec(request_id="later"))
+    await recorder.flush()
+    got = await recorder.read(usage_query.rows, UsageFilter(), 1, 10)
+    assert {r["request_id"]: r["user_agent"] for r in got["data"]} == {
+        "before": None, "after": "?? broken bytes", "later": None}
+    await recorder.close()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (None, None), ("plain", "plain"), ("naïve ☃", "naïve ☃"), ("a\ud800b", "a?b"),
+])
+def test_storable(text: str | None, expected: str | None) -> None:
+    assert usage_db.storable(text) == expected
