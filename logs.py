@@ -104,6 +104,14 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
 
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        """One line per record: a line break inside a message (say, from a model name a client
+        sent) is escaped, so nobody can forge a log line. Tracebacks still follow on their own
+        lines."""
+        if "\n" in record.message or "\r" in record.message:
+            record.message = record.message.replace("\r", "\\r").replace("\n", "\\n")
+        return super().formatMessage(record)
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: ts, level, logger, request_id, msg, and exc when present."""

@@ -80,6 +80,20 @@ def test_redact_keeps_ordinary_text(text: str) -> None:
     assert redact(text) == text
 
 
+def test_text_lines_cannot_be_forged(restore_root_logging: None) -> None:
+    stream = io.StringIO()
+    setup_logging(parse_config("", env={}), stream=stream)
+    logging.getLogger("x").warning("unknown model %s", "m\n2026-01-01 INFO gateway [-] fake")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("x").exception("failed for\r\nnext")
+    lines = stream.getvalue().splitlines()
+    assert "fake" in lines[0] and not lines[1].startswith("2026-01-01 INFO")
+    assert lines[1].endswith("failed for\\r\\nnext")
+    assert lines[2] == "Traceback (most recent call last):"
+
+
 def test_registered_secret_is_redacted_anywhere() -> None:
     register_secret("plain words secret value")
     assert redact("he said plain words secret value twice") == "he said [REDACTED] twice"
