@@ -477,15 +477,10 @@ async def test_admin_api_odd_ids_and_queries(gw: TestClient) -> None:
 
 
 FAR_FUTURE = "since=300000000000"  # year ~11476: finite, non-negative, accepted by the filter
-REASON_FAR_FUTURE = ("BUG: state/usage_query.py parse_time accepts any finite epoch (and any ISO "
-                     "date); a `since` past year 9999 reaches datetime in aggregates()/iso() "
-                     "and raises: 500 on /admin/api/usage. Related, not run here because it is "
-                     "slow: aggregates() builds one series point per bucket with no cap, so "
-                     "since=0001-01-01 answers 249 MB in ~7 s and since=0&until=2e11 779 MB in "
-                     "~23 s. Bound since/until (e.g. 1970..now+1 year) and cap the bucket count.")
+# Fixed in state/usage_query.py: since/until bounded to 1970..now+1 year, charts capped at
+# MAX_BUCKETS points (several days per point for longer ranges).
 
 
-@pytest.mark.xfail(strict=True, reason=REASON_FAR_FUTURE)
 async def test_admin_usage_far_future_time(gw: TestClient) -> None:
     for path in ("/admin/api/usage", "/admin/api/requests"):
         status, _, raw = await send(gw, "GET", f"{path}?{FAR_FUTURE}", None, ADMIN)
@@ -757,9 +752,6 @@ async def test_metrics_token_odd_headers(make_gateway: Any) -> None:
     assert status == 200
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: api/ops.py metrics_handler calls value.encode() "
-                   "on the Authorization header; invalid UTF-8 bytes (surrogate-escaped by "
-                   "aiohttp) raise UnicodeEncodeError: 500 instead of 401")
 async def test_metrics_token_invalid_utf8(make_gateway: Any) -> None:
     client = await make_gateway(metrics_token="metrics-token-123")
     status, _ = await send_raw(client, raw_get("/metrics", b"Authorization: Bearer \xff\xfe"))
@@ -848,12 +840,6 @@ async def test_data_dir_secret_files_are_private(gw: TestClient, tmp_path: Any) 
         assert _mode(data / name) & 0o077 == 0, (name, oct(_mode(data / name)))
 
 
-@pytest.mark.xfail(strict=True, reason="SECURITY: usage.db, usage.db-wal and usage.db-shm are "
-                   "created with the process umask (0644 here) and the data dir 0755, so any "
-                   "local user can read key names, client IPs, user agents and, with "
-                   "content_logging, every prompt and answer. Create the data dir 0700 and the "
-                   "database files 0600 (os.umask(0o077) around sqlite3.connect, or chmod "
-                   "after creation) in state/usage_db.py.")
 async def test_usage_database_is_private(gw: TestClient, tmp_path: Any) -> None:
     data = await _data_dir_after_traffic(gw, tmp_path)
     files = list(data.glob("usage.db*"))
