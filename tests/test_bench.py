@@ -105,3 +105,22 @@ def test_results_section_is_replaced_and_others_kept(tmp_path: Path,
     assert "first" not in text and "second" in text
     assert text.endswith("## Usage store\n\nkept\n")
     assert text.count(start) == 1
+
+
+@pytest.mark.slow
+def test_bench_script_runs_end_to_end(tmp_path: Path) -> None:
+    """The whole harness with tiny counts: processes, key, load generator, report (no targets)."""
+    import subprocess
+
+    script = Path(bench_gateway.__file__)
+    before = (script.parent / "RESULTS.md").read_text()
+    out = subprocess.run(
+        [sys.executable, str(script), "--reps", "1", "--requests-c1", "20",
+         "--requests-c32", "64", "--warmup", "5", "--rss-requests", "0", "--no-write"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = [ln for ln in out.stdout.splitlines() if ln.startswith("rep 1/1")]
+    assert len(rows) == 12, out.stdout
+    verdicts = [ln for ln in out.stdout.splitlines() if ln.startswith(("PASS", "FAIL"))]
+    assert len(verdicts) == 5, out.stdout
+    assert (script.parent / "RESULTS.md").read_text() == before  # --no-write
