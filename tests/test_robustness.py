@@ -487,6 +487,19 @@ async def test_admin_usage_far_future_time(gw: TestClient) -> None:
         check_admin(gw, status, raw, path)
 
 
+@pytest.mark.parametrize("query", ["since=0001-01-01", "since=0", "since=0&until=1790000000",
+                                   "since=-62135596800", "until=253402300799"])
+async def test_admin_usage_wide_ranges_stay_small(gw: TestClient, query: str) -> None:
+    """A range back to year 1 once answered 249 MB in 7 s (one point per day): wide ranges
+    are refused or charted with a bounded number of points."""
+    for path in ("/admin/api/usage", "/admin/usage", "/admin/api/requests"):
+        status, _, raw = await send(gw, "GET", f"{path}?{query}", None, ADMIN)
+        assert status in (200, 400), (path, query, status)
+        assert len(raw) < 1_000_000, (path, query, len(raw))
+        if path != "/admin/usage":
+            check_admin(gw, status, raw, (path, query))
+
+
 async def test_admin_api_signed_out_and_bad_credentials(gw: TestClient) -> None:
     """Signed out or with wrong/malformed credentials: 401/403/415/429 in the admin shape,
     and nothing changes."""
