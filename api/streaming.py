@@ -7,13 +7,13 @@ Order (style rule 5): the handler opens the upstream first, so its failure is st
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
+from api.chat_response import encode_json
 from api.upstream import UpstreamStream
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ DONE = b"data: [DONE]\n\n"
 
 def frame(obj: Mapping[str, Any]) -> bytes:
     """One SSE `data:` frame."""
-    return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+    return b"data: " + encode_json(obj).encode() + b"\n\n"
 
 
 def error_payload(message: str, code: str, type: str = "server_error") -> dict[str, Any]:

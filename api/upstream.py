@@ -73,10 +73,15 @@ class UpstreamBroken(Exception):
     """The upstream stream broke after it started (dropped connection, garbage)."""
 
 
+# Ollama's lines are UTF-8; decoding them directly skips json.loads' encoding detection,
+# about half the cost of parsing a short token line.
+_decode_json = json.JSONDecoder().decode
+
+
 def _parse(line: bytes) -> dict[str, Any]:
     """One NDJSON line as an object, or UpstreamBroken."""
     try:
-        obj = json.loads(line)
+        obj = _decode_json(line.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UpstreamBroken(f"Ollama sent a line that is not JSON: {line[:200]!r}") from exc
     if not isinstance(obj, dict):
