@@ -58,7 +58,7 @@ class Ops:
         """Count /v1 requests being handled (streams included: the handler writes them)."""
         if not request.path.startswith("/v1/"):
             return await handler(request)
-        gauge = self.metrics.in_flight.labels(endpoint_label(request.path))
+        gauge = self.metrics.in_flight_for(endpoint_label(request.path))
         gauge.inc()
         try:
             return await handler(request)

@@ -38,6 +38,26 @@ def model_label(rec: RequestRecord) -> str:
     return rec.ollama_model or "unknown"
 
 
+class Children:
+    """A metric's labelled children, cached by label values.
+
+    prometheus_client's labels() validates the values and takes a lock on every call; this
+    lookup is a plain dict get once a label tuple has been seen. Only for metrics that are
+    never cleared (a cleared metric would leave stale children here).
+    """
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self._cache: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        """The child for these label values."""
+        child = self._cache.get(values)
+        if child is None:
+            child = self._cache[values] = self.metric.labels(*values)
+        return child
+
+
 class UsageMetrics:
     """Request counters and histograms, in-flight gauge and upstream gauges for one app."""
 
@@ -67,24 +87,30 @@ class UsageMetrics:
         self.model_vram = Gauge(f"{PREFIX}_upstream_model_vram_bytes", "VRAM used by a loaded "
                                 "model.", ["model"], registry=r)
         self.upstream_up.set(0)
+        self.requests_for = Children(self.requests)
+        self.cancelled_for = Children(self.cancelled)
+        self.tokens_for = Children(self.tokens)
+        self.latency_for = Children(self.latency)
+        self.ttft_for = Children(self.ttft)
+        self.in_flight_for = Children(self.in_flight)
         for endpoint in KNOWN_ENDPOINTS:  # expose 0 before the first request
-            self.in_flight.labels(endpoint)
+            self.in_flight_for(endpoint)
 
     def observe(self, rec: RequestRecord) -> None:
         """Count one finished request (a UsageRecorder listener)."""
         key = rec.key_name or "none"
         model = model_label(rec)
         endpoint = endpoint_label(rec.endpoint)
-        self.requests.labels(key, model, endpoint, str(rec.status)).inc()
+        self.requests_for(key, model, endpoint, str(rec.status)).inc()
         if rec.cancelled:
-            self.cancelled.labels(endpoint).inc()
+            self.cancelled_for(endpoint).inc()
         if rec.prompt_tokens:
-            self.tokens.labels(key, model, "prompt").inc(rec.prompt_tokens)
+            self.tokens_for(key, model, "prompt").inc(rec.prompt_tokens)
         if rec.completion_tokens:
-            self.tokens.labels(key, model, "completion").inc(rec.completion_tokens)
-        self.latency.labels(endpoint).observe(max(rec.latency_ms, 0.0) / 1000.0)
+            self.tokens_for(key, model, "completion").inc(rec.completion_tokens)
+        self.latency_for(endpoint).observe(max(rec.latency_ms, 0.0) / 1000.0)
         if rec.ttft_ms is not None:
-            self.ttft.labels(endpoint).observe(max(rec.ttft_ms, 0.0) / 1000.0)
+            self.ttft_for(endpoint).observe(max(rec.ttft_ms, 0.0) / 1000.0)
 
     def set_upstream(self, up: bool, models: list[dict[str, Any]] | None) -> None:
         """Record the result of an upstream check (models from /api/ps, None if unknown)."""
