@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import logging
@@ -295,12 +296,37 @@ def _refuse(request: web.Request, is_api: bool, status: int, message: str,
     raise web.HTTPSeeOther(location)
 
 
+def is_admin_path(path: str) -> bool:
+    """/admin and everything under it."""
+    return path == "/admin" or path.startswith("/admin/")
+
+
+def scope_to_admin(app: web.Application, first: int) -> None:
+    """Fold the app middlewares from index `first` on into one that runs them only for /admin.
+
+    Every app middleware wraps every request, and each resumption of a streaming handler
+    passes through all of them; the admin's (sessions, this guard, error pages, Jinja's
+    context) have nothing to do outside /admin, so other paths skip them with one check.
+    """
+    scoped = tuple(reversed(app.middlewares[first:]))
+    del app.middlewares[first:]
+
+    @web.middleware
+    async def admin_middlewares(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not is_admin_path(request.path):
+            return await handler(request)
+        for middleware in scoped:  # innermost first, as aiohttp builds its chain
+            handler = functools.partial(middleware, handler=handler)
+        return await handler(request)
+
+    app.middlewares.append(admin_middlewares)
+
+
 @web.middleware
 async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authentication, CSRF and the forced password change for everything under /admin."""
     path = request.path
-    if not (path == "/admin" or path.startswith("/admin/")) or \
-            path.startswith("/admin/static/"):
+    if not is_admin_path(path) or path.startswith("/admin/static/"):
         return await handler(request)
     is_api = path.startswith("/admin/api/")
     user: str | None = None
