@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from aiohttp import ClientSession
+
     from api.catalog import ModelCatalog
     from api.upstream import OllamaClient
     from state.config import Config
@@ -22,3 +24,4 @@ CATALOG: web.AppKey[ModelCatalog] = web.AppKey("catalog")
 USAGE: web.AppKey[UsageRecorder] = web.AppKey("usage")
 LIMITER: web.AppKey[Limiter] = web.AppKey("limiter")
 AUTH: web.AppKey[AuthState] = web.AppKey("auth")
+IMAGES: web.AppKey[ClientSession] = web.AppKey("images")  # image URL fetches (api.images)

@@ -11,6 +11,7 @@ from aiohttp import web
 from api.catalog import ModelCatalog, startup_refresh
 from api.chat import ChatHandler
 from api.endpoints import Endpoints
+from api.images import image_session_ctx
 from api.pipeline import v1_middleware
 from api.streaming import OpenStreams
 from api.upstream import OllamaClient
@@ -37,6 +38,7 @@ def setup_api(app: web.Application) -> None:
                                  read_timeout=config.read_timeout)
     app[CATALOG] = ModelCatalog(app[UPSTREAM], app[REGISTRY])
     app.cleanup_ctx.append(_upstream_ctx)
+    app.cleanup_ctx.append(image_session_ctx)
     streams = OpenStreams()
     app.on_shutdown.append(streams.on_shutdown)
     app.middlewares.append(v1_middleware)

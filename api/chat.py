@@ -26,7 +26,7 @@ from api.pipeline import CALL, V1Call
 from api.relay import StreamFailed, merged
 from api.streaming import OpenStreams, SSEStream, frame
 from api.upstream import UpstreamStream
-from appkeys import CATALOG, REGISTRY, UPSTREAM
+from appkeys import CATALOG, IMAGES, REGISTRY, UPSTREAM
 
 
 def native_bodies(native: dict[str, Any], n: int) -> list[dict[str, Any]]:
@@ -92,7 +92,7 @@ class ChatHandler:
         call.admit()
         if plan.image_urls:
             await resolve_images(
-                request.app[UPSTREAM].session, plan.native["messages"],
+                request.app[IMAGES], plan.native["messages"],
                 enabled=bool(registry.setting("image_fetch")),
                 max_bytes=int(registry.setting("image_max_bytes")),
                 time_limit=float(registry.setting("image_timeout")),

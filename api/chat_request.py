@@ -35,6 +35,7 @@ from api.schema import normalize_parameters
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
          "tool": "tool", "function": "tool"}
 MAX_N = 16
+MAX_IMAGE_URLS = 16  # http(s) image URLs per request (each is fetched: api.images)
 _URLSAFE_B64 = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 
 
@@ -100,6 +101,10 @@ def from_chat_request(body: Mapping[str, Any], *, model: str, capabilities: set[
         raise OptionError("top_logprobs", "'top_logprobs' requires 'logprobs': true.")
     plan.image_urls = [img for m in messages for img in m.get("images", ())
                        if img.startswith(("http://", "https://"))]
+    if len(plan.image_urls) > MAX_IMAGE_URLS:
+        raise OptionError("messages", f"Too many image URLs: {len(plan.image_urls)} (at most "
+                                      f"{MAX_IMAGE_URLS} per request); send the others as "
+                                      "base64 data: URLs.")
     return plan
 
 

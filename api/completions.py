@@ -17,6 +17,8 @@ from api.options import OptionError
 from api.params import Params, apply_capabilities, layer_params, native_fields, read_params
 
 MAX_N = 16
+MAX_PROMPTS = 32  # prompts in one request's `prompt` array
+MAX_GENERATIONS = 64  # upstream generations (prompts x n) one request may start
 
 
 @dataclass
@@ -47,11 +49,18 @@ def from_completion_request(body: Mapping[str, Any], *, model: str,
     else:
         raise OptionError("prompt", "'prompt' must be a string or a non-empty array of "
                                     "strings.")
+    if len(prompts) > MAX_PROMPTS:
+        raise OptionError("prompt", f"'prompt' has {len(prompts)} entries; at most "
+                                    f"{MAX_PROMPTS} prompts per request.")
     params: Params = layer_params(read_params(body), overrides, enforce, defaults)
     apply_capabilities(params, capabilities)
     n = body.get("n", 1) if body.get("n") is not None else 1
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
         raise OptionError("n", f"'n' must be an integer between 1 and {MAX_N}.")
+    if len(prompts) * n > MAX_GENERATIONS:
+        raise OptionError("n", f"{len(prompts)} prompts x n={n} would start "
+                               f"{len(prompts) * n} generations; at most {MAX_GENERATIONS} "
+                               "per request.")
     plan = CompletionPlan(natives=[], prompts=[])
     plan.stream = _flag(body, "stream")
     options = body.get("stream_options")

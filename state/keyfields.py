@@ -38,6 +38,9 @@ def _plain_text(field: str, value: Any, max_len: int, *, required: bool) -> str:
     allowed = "\n\t" if field == "notes" else ""
     if any(unicodedata.category(c) == "Cc" and c not in allowed for c in text):
         raise FieldError(field, f"'{field}' must not contain control characters.")
+    if any(unicodedata.category(c) == "Cs" for c in text):
+        raise FieldError(field, f"'{field}' is not valid Unicode text (it contains a lone "
+                                "surrogate such as \\ud800).")
     return text
 
 
@@ -53,7 +56,7 @@ def parse_models(value: Any) -> list[str]:
         name = raw.strip()
         if not name:
             continue
-        if len(name) > 200 or any(c.isspace() or unicodedata.category(c) == "Cc"
+        if len(name) > 200 or any(c.isspace() or unicodedata.category(c) in ("Cc", "Cs")
                                   for c in name):
             raise FieldError("models", f"'{name[:40]}' is not a valid model name or pattern.")
         if name not in models:

@@ -235,6 +235,11 @@ async def test_image_fetch_disabled(make_gateway: Any) -> None:
     ("10.0.0.1", False), ("192.168.1.1", False), ("172.16.0.1", False),
     ("169.254.169.254", False), ("::1", False), ("fe80::1", False), ("0.0.0.0", False),
     ("::ffff:127.0.0.1", False), ("100.64.0.1", False), ("224.0.0.1", False),
+    # IPv6 forms that embed an IPv4 address are judged by that address
+    ("::127.0.0.1", False), ("::10.0.0.1", False), ("64:ff9b::7f00:1", False),
+    ("64:ff9b::a9fe:a9fe", False), ("64:ff9b::808:808", True), ("2002:7f00:1::", False),
+    ("2002:c0a8:101::1", False), ("2002:808:808::1", True), ("::ffff:8.8.8.8", True),
+    ("64:ff9b:1::808:808", False), ("fec0::1", False),
 ])
 def test_is_public(address: str, public: bool) -> None:
     assert is_public(address) is public

@@ -207,30 +207,17 @@ NOT_AN_OBJECT = {"empty", "whitespace", "null", "true", "number", "string", "emp
                  "array-of-body", "truncated", "trailing-garbage", "single-quotes",
                  "invalid-utf8", "invalid-utf8-in-string", "too-large", "multipart-no-boundary",
                  "json-latin1", "octet-stream"}
-BUG = pytest.mark.xfail
 # Bodies that json.loads refuses with something other than JSONDecodeError.
 DEEP = "deep-nesting"
 HUGE_INT = "huge-int-literal"
-BAD_BODIES_BUGS: list[BodyCase] = [
+DEEP_AND_HUGE: list[BodyCase] = [
     (DEEP, JSON_CT, lambda b: _deep(20_000).encode()),
     (HUGE_INT, JSON_CT, lambda b: _with(b, "max_tokens", "1" * 5000)),
 ]
-REASON_DEEP = ("BUG: a deeply nested JSON body (20,000 '[') raises RecursionError in json.loads, "
-               "which web/jsonapi.py read_json does not catch: 500 instead of 400 on every "
-               "admin JSON route (/v1's read_json_object handles it)")
-REASON_HUGE_INT = ("BUG: an integer literal over 4300 digits makes json.loads raise a plain "
-                   "ValueError ('Exceeds the limit for integer string conversion'), not caught "
-                   "by web/jsonapi.py read_json: 500 instead of 400 (/v1 handles it)")
 
 
-def _body_params(cases: list[BodyCase], bug: bool = False) -> list[Any]:
-    out = []
-    for name, ctype, build in cases:
-        marks = []
-        if bug:
-            marks = [BUG(strict=True, reason=REASON_DEEP if name == DEEP else REASON_HUGE_INT)]
-        out.append(pytest.param(name, ctype, build, id=name, marks=marks))
-    return out
+def _body_params(cases: list[BodyCase]) -> list[Any]:
+    return [pytest.param(name, ctype, build, id=name) for name, ctype, build in cases]
 
 
 # -- /v1 ------------------------------------------------------------------------------------------
@@ -250,7 +237,7 @@ async def test_v1_bad_bodies(gw: TestClient, name: str, ctype: str | None,
         check_v1(gw, status, raw, (path, name, "no key"))
 
 
-@pytest.mark.parametrize(("name", "ctype", "build"), _body_params(BAD_BODIES_BUGS))
+@pytest.mark.parametrize(("name", "ctype", "build"), _body_params(DEEP_AND_HUGE))
 async def test_v1_deep_and_huge_json(gw: TestClient, name: str, ctype: str,
                                      build: Callable[[dict[str, Any]], bytes]) -> None:
     """/v1 refuses JSON nested too deeply or with an over-long integer: 400 invalid_json."""
@@ -389,13 +376,15 @@ async def test_admin_api_bad_bodies_with_basic_auth(gw: TestClient) -> None:
     assert before == after  # no bad body changed a key
 
 
-@pytest.mark.parametrize(("name", "ctype", "build"), _body_params(BAD_BODIES_BUGS, bug=True))
-async def test_admin_api_bad_bodies_bugs(gw: TestClient, name: str, ctype: str,
-                                         build: Callable[[dict[str, Any]], bytes]) -> None:
+@pytest.mark.parametrize(("name", "ctype", "build"), _body_params(DEEP_AND_HUGE))
+async def test_admin_api_deep_and_huge_json(gw: TestClient, name: str, ctype: str,
+                                            build: Callable[[dict[str, Any]], bytes]) -> None:
+    """The admin API refuses JSON nested too deeply or with an over-long integer: 400."""
     for path, method in (("/admin/api/keys", "POST"), ("/admin/api/settings", "PATCH")):
         status, _, raw = await send(gw, method, path, build({"name": "k"}),
                                     {**ADMIN, "Content-Type": ctype})
         check_admin(gw, status, raw, (path, name))
+        assert status == 400, (path, name, status, raw[:200])
 
 
 ODD_VALUES: list[Any] = [None, True, 0, -1, 1.5, 10**20, "", " ", "x" * 5000, [], {}, [None],
@@ -812,24 +801,21 @@ async def test_user_text_is_escaped_on_pages(gw: TestClient, fake_ollama: FakeOl
         assert secret.encode() not in raw, page
 
 
-REASON_SURROGATE_NAME = ("BUG: a key name, key notes or model display name with a lone "
-                         "surrogate ('\\ud800', valid JSON) passes state/keyfields.py "
-                         "_plain_text (it only rejects category Cc); "
-                         "state/store.py then fails to encode state.json "
-                         "(json.dumps(ensure_ascii=False).encode('utf-8')) -> 500 from the admin "
-                         "API. Reject category Cs (and Cn/Co) in _plain_text.")
-
-
-@pytest.mark.xfail(strict=True, reason=REASON_SURROGATE_NAME)
 @pytest.mark.parametrize(("method", "path", "body"), [
     ("POST", "/admin/api/keys", b'{"name": "a\\ud800b", "models": ["*"]}'),
     ("POST", "/admin/api/keys", b'{"name": "n", "models": ["*"], "notes": "\\udfff"}'),
     ("PATCH", "/admin/api/models/qwen3:8b", b'{"display_name": "d\\ud800"}'),
-], ids=["key-name", "key-notes", "display-name"])
+    ("PATCH", "/admin/api/models/qwen3:8b", b'{"overrides": {"stop": ["\\udc00"]}}'),
+    ("PATCH", "/admin/api/keys/nokey", b'{"\\ud800": 1}'),
+], ids=["key-name", "key-notes", "display-name", "override-value", "field-name"])
 async def test_admin_text_with_lone_surrogate(gw: TestClient, method: str, path: str,
                                               body: bytes) -> None:
+    """A lone surrogate (valid JSON, not encodable) is refused with a 400 naming the field."""
     status, _, raw = await send(gw, method, path, body, {**ADMIN, "Content-Type": JSON_CT})
     check_admin(gw, status, raw, (path, body))
+    fields = {k.encode("utf-8", "backslashreplace").decode() for k in json.loads(body)}
+    assert status == 400, (status, raw[:200])
+    assert json.loads(raw)["error"]["field"] in fields, raw[:200]
     status, _, raw = await send(gw, "GET", "/admin/keys", None, ADMIN)
     check_page(gw, status, raw, "keys page")
 
@@ -999,36 +985,22 @@ async def test_image_redirects_are_checked(gw: TestClient, public_host: ImageHos
     assert private_host.hits == []
 
 
-REASON_BAD_LOCATION = ("BUG: api/images.py fetch_image: `current.join(URL(location))` raises "
-                       "ValueError for a malformed redirect Location (e.g. 'http://[::1'), which "
-                       "is not caught: any image host can make the gateway answer 500 "
-                       "internal_error. Catch ValueError there and refuse the URL (400 "
-                       "invalid_image_url).")
-
-
-@pytest.mark.xfail(strict=True, reason=REASON_BAD_LOCATION)
 async def test_image_redirect_to_malformed_location(gw: TestClient,
                                                     public_host: ImageHost) -> None:
+    """A redirect to a Location yarl cannot parse is a 400 invalid_image_url, not a 500."""
     h = {**auth_headers(gw.secret), "Content-Type": JSON_CT}  # type: ignore[attr-defined]
     url = f"http://127.0.0.2:{public_host.port}/go?to={quote('http://[::1', safe='')}"
     status, _, raw = await send(gw, "POST", "/v1/chat/completions", image_chat(url), h)
     check_v1(gw, status, raw, url)
     assert status == 400
+    assert json.loads(raw)["error"]["code"] == "invalid_image_url"
 
 
-REASON_REBINDING = ("SECURITY: DNS rebinding: api/images.py check_host resolves the host itself "
-                    "(loop.getaddrinfo) and then aiohttp's connector resolves it again (the "
-                    "upstream session, ttl_dns_cache=300), so a name that answers a public "
-                    "address first and 127.0.0.1 next is fetched from loopback. Check the "
-                    "address actually connected to: a dedicated image ClientSession whose "
-                    "resolver (aiohttp AbstractResolver) drops non-public addresses, no shared "
-                    "DNS cache with the Ollama session.")
-
-
-@pytest.mark.xfail(strict=True, reason=REASON_REBINDING)
 async def test_image_guard_resists_dns_rebinding(gw: TestClient, public_host: ImageHost,
                                                  private_host: ImageHost,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name answering a public address first and loopback next is never fetched from
+    loopback: the image session's resolver checks the address it connects to."""
     import socket
 
     loop = asyncio.get_running_loop()
@@ -1047,6 +1019,7 @@ async def test_image_guard_resists_dns_rebinding(gw: TestClient, public_host: Im
     status, _, raw = await send(gw, "POST", "/v1/chat/completions", image_chat(url), h)
     check_v1(gw, status, raw, url)
     assert private_host.hits == [], "the guard was bypassed: loopback served the image"
+    assert status == 400 and json.loads(raw)["error"]["code"] == "invalid_image_url"
 
 
 REASON_THROTTLE_RACE = ("SECURITY: web/auth.py _attempt checks throttle.wait() before awaiting the "

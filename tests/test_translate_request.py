@@ -272,6 +272,25 @@ def test_from_chat_request_errors(body: dict[str, Any], param: str) -> None:
     assert info.value.param == param
 
 
+def test_completion_request_fan_out_limits_are_inclusive() -> None:
+    plan = from_completion_request({"prompt": ["p"] * 32, "n": 2}, model="m", capabilities=None,
+                                   overrides={}, enforce={}, defaults={})
+    assert len(plan.natives) == 64
+
+
+@pytest.mark.parametrize(("count", "ok"), [(16, True), (17, False)])
+def test_image_url_count_is_capped(count: int, ok: bool) -> None:
+    parts = [{"type": "image_url", "image_url": {"url": f"https://img.example/{i}.png"}}
+             for i in range(count)]
+    body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}, *parts]}]}
+    if ok:
+        assert len(_plan(body, None)["messages"][0]["images"]) == count
+        return
+    with pytest.raises(OptionError) as info:
+        _plan(body, None)
+    assert info.value.param == "messages" and "at most 16" in str(info.value)
+
+
 def test_required_and_named_tool_choice_prepend_a_system_nudge() -> None:
     native = _plan({"messages": [{"role": "user", "content": "x"}], "tools": TOOLS,
                     "tool_choice": {"type": "function", "function": {"name": "a"}}},
@@ -302,6 +321,9 @@ def test_completion_request(body: dict[str, Any], expected: list[Any]) -> None:
     ({}, "prompt"), ({"prompt": [1, 2]}, "prompt"), ({"prompt": 3}, "prompt"),
     ({"prompt": "x", "logprobs": True}, "logprobs"), ({"prompt": "x", "suffix": 1}, "suffix"),
     ({"prompt": "x", "echo": "y"}, "echo"),
+    ({"prompt": ["p"] * 33}, "prompt"),  # MAX_PROMPTS: fan-out cap
+    ({"prompt": ["p"] * 5, "n": 13}, "n"),  # 65 generations > MAX_GENERATIONS
+    ({"prompt": "x", "n": 17}, "n"),
 ])
 def test_completion_request_errors(body: dict[str, Any], param: str) -> None:
     with pytest.raises(OptionError) as info:

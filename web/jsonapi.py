@@ -64,14 +64,45 @@ async def read_json(request: web.Request, allowed: frozenset[str] | None = None,
         where = f" ({exc.msg} at position {exc.pos})" if isinstance(exc, json.JSONDecodeError) \
             else ""
         raise bad(f"The request body is not valid JSON{where}.") from None
+    except RecursionError:
+        raise bad("The request body is not acceptable JSON: nested too deeply.") from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
+        raise bad(f"The request body is not acceptable JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise bad("The request body must be a JSON object.")
+    for name, value in body.items():
+        if not _encodable(name) or not _encodable(value):
+            raise bad(f"'{_printable(name)}' is not valid Unicode text (it contains a lone "
+                      "surrogate such as \\ud800).", _printable(name))
     if allowed is not None:
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise bad(f"Unknown field '{unknown[0]}'. Allowed: {', '.join(sorted(allowed))}.",
                       unknown[0])
     return body
+
+
+def _encodable(value: Any) -> bool:
+    """Whether every string in a parsed JSON value can be stored as UTF-8 (no lone surrogate)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def _printable(name: str) -> str:
+    """A field name safe to put into a JSON answer and a log line."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @web.middleware
