@@ -73,6 +73,7 @@ def _startup_warnings(app: web.Application) -> list[str]:
 
 async def serve(app: web.Application, config: Config) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully (aiohttp's normal sequence)."""
+    from api.upstream import shown_url
     from logs import AccessLog
 
     # handler_cancellation: a client that disconnects cancels its handler, so a stream's
@@ -96,7 +97,8 @@ async def serve(app: web.Application, config: Config) -> None:
         base = _public_base(config.host, config.port)
         log.info("listening on %s:%s", config.host, config.port)
         log.info("admin page: %s/admin", base)
-        log.info("OpenAI API: %s/v1  (Ollama at %s)", base, app[REGISTRY].setting("ollama_url"))
+        log.info("OpenAI API: %s/v1  (Ollama at %s)", base,
+                 shown_url(app[REGISTRY].setting("ollama_url")))
         for warning in _startup_warnings(app):
             log.warning("SECURITY: %s", warning)
         stop = asyncio.Event()

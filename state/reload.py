@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from api.upstream import shown_url
 from appkeys import CATALOG, REGISTRY, UPSTREAM
 from state.config import Config, ConfigError, load_config
 
@@ -58,7 +59,7 @@ def after_config_url(app: web.Application, before: str) -> None:
     catalog: Any = app.get(CATALOG)
     if catalog is not None and hasattr(catalog, "invalidate"):
         catalog.invalidate()
-    log.info("Ollama URL is now %s", url)
+    log.info("Ollama URL is now %s", shown_url(url))
 
 
 async def reload_config(app: web.Application) -> bool:

@@ -776,6 +776,18 @@ async def test_ollama_credentials_not_shown(make_gateway: Any,
     assert "hunter2-pw" not in caplog.text
 
 
+async def test_ollama_url_change_is_logged_without_credentials(
+        make_gateway: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A changed Ollama URL (reload or admin edit) is logged as the shown URL."""
+    from state.reload import after_config_url
+
+    client = await make_gateway(ollama_url="http://ops:hunter2-pw@127.0.0.1:9")
+    caplog.set_level("INFO", logger="state.reload")
+    after_config_url(client.app, "http://127.0.0.1:8")
+    assert "Ollama URL is now http://127.0.0.1:9" in caplog.text
+    assert "hunter2-pw" not in caplog.text
+
+
 # -- stored data: escaping and file modes ---------------------------------------------------------
 XSS = '<img src=x onerror="alert(1)">'
 
