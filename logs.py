@@ -36,12 +36,15 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)((?:authorization|proxy-authorization|cookie|set-cookie|x-api-key)"
                 r"['\"]?\s*[:=]\s*['\"]?)[^'\",\n}]+"), r"\1" + _MARK),
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]+"), r"\1 " + _MARK),
+    # Credentials inside a URL: scheme://user:password@host.
+    (re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^/\s:@]*:)[^@\s/]+@"), r"\1" + _MARK + "@"),
     # password=…, "password": "…", admin_password: …, session_secret=…, token=…
     (re.compile(r"(?i)((?:password|passwd|secret|token|csrf[_-]?token)['\"]?\s*[:=]\s*"
                 r"['\"]?)[^'\"&,\s}]+"), r"\1" + _MARK),
 )
 # Cheap pre-check: a line without any of these cannot match a pattern above (most lines).
-_MAYBE_SECRET = re.compile(r"(?i)sk-|authoriz|bearer|cookie|passw|secret|token|x-api-key")
+_MAYBE_SECRET = re.compile(r"(?i)sk-|authoriz|bearer|cookie|passw|secret|token|x-api-key|"
+                           r"://[^/\s]*@")
 _known_secrets: set[str] = set()
 _secrets_longest_first: tuple[str, ...] = ()  # sorted once here, not for every log line
 

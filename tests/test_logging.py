@@ -27,7 +27,11 @@ def restore_root_logging() -> Iterator[None]:
     """Undo setup_logging's changes to the root logger after each test."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    switches = (logging._srcfile, logging.logThreads, logging.logProcesses,
+                logging.logMultiprocessing)
     yield
+    (logging._srcfile, logging.logThreads, logging.logProcesses,
+     logging.logMultiprocessing) = switches
     for handler in list(root.handlers):
         if handler not in handlers:
             root.removeHandler(handler)
@@ -64,6 +68,8 @@ def _has_route(app: Any, method: str, path: str) -> bool:
     ("Cookie: AIOHTTP_SESSION=gAAAAABsessiondata", "gAAAAABsessiondata"),
     ("csrf_token=tok3n-value-123", "tok3n-value-123"),
     ("metrics_token: m3tr1cs", "m3tr1cs"),
+    ("Ollama at http://admin:s3cr3tpw@ollama.lan:11434 is down", "s3cr3tpw"),
+    ("proxy https://:0nlyp4ss@host/x", "0nlyp4ss"),
 ])
 def test_redact_removes_secret_shapes(text: str, leaked: str) -> None:
     out = redact(text)
@@ -73,6 +79,8 @@ def test_redact_removes_secret_shapes(text: str, leaked: str) -> None:
 
 @pytest.mark.parametrize("text", [
     "POST /v1/chat/completions 200 12.3ms",
+    "OpenAI API: http://localhost:3000/v1  (Ollama at http://localhost:11434)",
+    "mail admin@example.com about http://host/a@b",
     "model llama3.2:latest answered 42 prompt_tokens and max_tokens: 100",
     "skipping basic setup; task-7 done",
 ])
