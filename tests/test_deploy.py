@@ -286,3 +286,23 @@ def test_env_example_names_real_settings() -> None:
     config = parse_config("", env=values)
     assert config.port == 3000
     assert config.admin_password is None and config.session_secret is None
+
+
+def test_docker_env_vars_are_in_the_readme_reference() -> None:
+    readme = (ROOT / "README.md").read_text()
+    reference = readme.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    documented = {cells[1].strip().strip("`"): cells[0].strip().strip("`")
+                  for cells in (ln.strip("|").split("|") for ln in reference.splitlines()
+                                if ln.startswith("| `")) if cells[1].strip()}
+    used: set[str] = set()
+    for name in ("docker-compose.yml", "docker-compose.external.yml"):
+        for service in _compose(name)["services"].values():
+            used |= {k for k in service.get("environment", {}) if k in ENV_NAMES}
+    for args in _all(parse_dockerfile((ROOT / "Dockerfile").read_text()), "ENV"):
+        used |= {k for k in parse_env_args(args) if k in ENV_NAMES}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            used.add(line.split("=", 1)[0])
+    for env in used:
+        assert env in documented, f"{env} is used by the Docker files but not documented"
+        assert documented[env] == ENV_NAMES[env].name
