@@ -369,7 +369,9 @@ async def test_admin_api_bad_bodies_with_basic_auth(gw: TestClient) -> None:
             check_admin(gw, status, raw, (method, path, name))
             takes_body = method != "DELETE" and path != "/admin/api/logout" and \
                 not path.endswith(("/refresh", "/test-ollama", "/rotate"))
-            if name in NOT_AN_OBJECT and takes_body:
+            if ctype is not None and not ctype.startswith(JSON_CT):
+                assert status == 415, (method, path, name, status, raw[:200])  # M1
+            elif name in NOT_AN_OBJECT and takes_body:
                 assert status in (400, 413), (method, path, name, status, raw[:200])
     after = json.dumps(gw.app[REGISTRY].current().keys, default=str, sort_keys=True) \
         if before is not None else None
@@ -511,26 +513,12 @@ async def test_admin_api_signed_out_and_bad_credentials(gw: TestClient) -> None:
     assert sorted(gw.app[REGISTRY].keys) == keys_before
 
 
-REASON_BASIC_NON_ASCII = ("BUG: web/auth.py _basic_credentials: base64.b64decode(str, "
-                          "validate=True) raises a plain ValueError (not binascii.Error) for a "
-                          "non-ASCII Basic token; admin_guard runs outside api_error_middleware, "
-                          "so the client gets aiohttp's bare 500 text page instead of 401 JSON")
-
-
-@pytest.mark.xfail(strict=True, reason=REASON_BASIC_NON_ASCII)
 async def test_admin_basic_auth_non_ascii(gw: TestClient) -> None:
     status, _, raw = await send(gw, "GET", "/admin/api/keys", None,
                                 {"Authorization": "Basic \u00e9\u00e9\u00e9\u00e9"})
     check_admin(gw, status, raw, "basic non-ascii")
 
 
-REASON_CSRF_NON_ASCII = ("BUG: web/auth.py _csrf_ok: `sent.encode()` on an X-CSRF-Token header "
-                         "with invalid UTF-8 (surrogate-escaped by aiohttp) raises "
-                         "UnicodeEncodeError outside api_error_middleware: bare 500 instead of "
-                         "403 JSON. Compare with errors='surrogateescape' or reject non-ASCII.")
-
-
-@pytest.mark.xfail(strict=True, reason=REASON_CSRF_NON_ASCII)
 async def test_admin_csrf_header_invalid_utf8(gw: TestClient) -> None:
     resp = await gw.post("/admin/api/login", json={"username": "admin", "password": PASSWORD})
     assert resp.status == 200
@@ -593,14 +581,6 @@ async def test_csrf_required_on_every_state_changing_route(gw: TestClient) -> No
     assert (sorted(gw.app[REGISTRY].keys), gw.app[REGISTRY].admin_password_hash) == state_before
 
 
-REASON_BASIC_CSRF = ("SECURITY: HTTP Basic requests skip the CSRF check and the JSON API reads "
-                     "any Content-Type (web/auth.py admin_guard, web/jsonapi.py read_json), so a "
-                     "browser that has cached Basic credentials for the admin can be made to "
-                     "create/rotate keys by a cross-site <form enctype=text/plain>. Require "
-                     "Content-Type: application/json on unsafe /admin/api requests.")
-
-
-@pytest.mark.xfail(strict=True, reason=REASON_BASIC_CSRF)
 async def test_basic_auth_refuses_cross_site_form_content_type(gw: TestClient) -> None:
     before = len(gw.app[REGISTRY].keys)
     status, _, raw = await send(gw, "POST", "/admin/api/keys",
@@ -608,6 +588,14 @@ async def test_basic_auth_refuses_cross_site_form_content_type(gw: TestClient) -
                                 {**ADMIN, "Content-Type": "text/plain",
                                  "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
     assert status in (403, 415), (status, raw[:200])
+    assert len(gw.app[REGISTRY].keys) == before
+    # Without the fetch metadata (an older browser) the content type alone refuses it.
+    for ctype in ("text/plain", "application/x-www-form-urlencoded"):
+        status, _, raw = await send(gw, "POST", "/admin/api/keys",
+                                    b'{"name":"evil","models":["*"],"notes":"="}',
+                                    {**ADMIN, "Content-Type": ctype})
+        check_admin(gw, status, raw, ctype)
+        assert status == 415, (ctype, status, raw[:200])
     assert len(gw.app[REGISTRY].keys) == before
 
 
@@ -674,15 +662,6 @@ async def test_admin_page_forms_with_garbage(gw: TestClient) -> None:
         check_no_secret(gw, raw, name)
 
 
-REASON_RAW_FORM_BYTES = ("BUG: a urlencoded form body with raw non-UTF-8 bytes (not %-escaped) "
-                         "makes aiohttp's request.post() raise UnicodeDecodeError inside "
-                         "web/auth.py _csrf_ok, i.e. in admin_guard before any error middleware: "
-                         "a bare 500 text page for anyone, signed in or not (POST /admin/login, "
-                         "/admin/password, /admin/logout, /admin/try). Catch ValueError around "
-                         "request.post() and answer 400/403.")
-
-
-@pytest.mark.xfail(strict=True, reason=REASON_RAW_FORM_BYTES)
 async def test_form_with_raw_invalid_utf8(gw: TestClient) -> None:
     resp = await gw.get("/admin/login")
     text = await resp.text()
@@ -695,6 +674,7 @@ async def test_form_with_raw_invalid_utf8(gw: TestClient) -> None:
                         ("multipart/form-data; boundary=zz", multipart)):
         status, _, raw = await send(gw, "POST", "/admin/login", body, {"Content-Type": ctype})
         check_page(gw, status, raw, ("raw form bytes", ctype))
+        assert status == 400 and b"UTF-8" in raw, (ctype, status, raw[:200])
 
 
 async def test_signed_out_redirect_with_crlf_in_path(gw: TestClient) -> None:
@@ -1034,15 +1014,6 @@ async def test_image_guard_resists_dns_rebinding(gw: TestClient, public_host: Im
     assert status == 400 and json.loads(raw)["error"]["code"] == "invalid_image_url"
 
 
-REASON_THROTTLE_RACE = ("SECURITY: web/auth.py _attempt checks throttle.wait() before awaiting the "
-                        "scrypt check in the executor and records the failure only afterwards, "
-                        "so concurrent guesses all pass the check: 40 parallel wrong passwords "
-                        "are all evaluated (401) instead of 5 and then 429. Count the attempt "
-                        "(throttle.fail or a pending counter) before awaiting verify_password, "
-                        "and undo it on success.")
-
-
-@pytest.mark.xfail(strict=True, reason=REASON_THROTTLE_RACE)
 async def test_login_throttle_holds_under_concurrency(make_gateway: Any,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from web.throttle import FREE_ATTEMPTS

@@ -8,7 +8,11 @@ path under /admin (except /admin/static/):
   public: /admin/login, /admin/logout, /admin/api/login, /admin/api/logout and
   /admin/api/session (answers username null when signed out);
 - HTTP Basic (`Authorization: Basic`, scripts) works everywhere, needs no CSRF token and is
-  throttled like the login form;
+  throttled like the login form; a browser's cross-site request (`Sec-Fetch-Site:
+  cross-site`) cannot use it;
+- a signed-in POST/PATCH/PUT/DELETE under /admin/api/ must send `Content-Type:
+  application/json` or no body at all (415 otherwise), so a cross-site HTML form (which cannot
+  send that type without a CORS preflight) cannot drive the API with cached Basic credentials;
 - a browser session's POST/PATCH/PUT/DELETE must carry its CSRF token (`X-CSRF-Token` header
   or `csrf_token` form field), else 403 and the handler never runs; /admin/api/login instead
   requires a JSON content type (a cross-site form cannot send one);
@@ -20,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import functools
 import hashlib
 import hmac
@@ -99,6 +102,8 @@ class AuthState:
 
     storage: SessionStorage
     throttle: Throttle = field(default_factory=Throttle)
+    # scrypt checks at once (they run on the default executor, shared with other work)
+    verify_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
 
 
 def is_https(request: web.Request) -> bool:
@@ -148,24 +153,29 @@ async def _password_ok(app: web.Application, username: str, password: str) -> bo
         pw_ok = hmac.compare_digest(password.encode(), DEFAULT_PASSWORD.encode())
     else:
         loop = asyncio.get_running_loop()
-        pw_ok = await loop.run_in_executor(None, verify_password, password, stored)
+        async with app[AUTH].verify_slots:
+            pw_ok = await loop.run_in_executor(None, verify_password, password, stored)
     return user_ok and pw_ok
 
 
 async def _attempt(request: web.Request, username: str,
                    password: str) -> tuple[int, str, float]:
-    """Check credentials under throttling: (status, message, retry_after); 200 = OK."""
+    """Check credentials under throttling: (status, message, retry_after); 200 = OK.
+
+    Attempts for the same IP or user name take turns, so each sees the failures counted
+    before it (concurrent guesses cannot all pass the back-off check at once).
+    """
     throttle = request.app[AUTH].throttle
     keys = [f"ip:{client_ip(request)}", f"user:{username.lower()}"]
-    now = time.monotonic()
-    wait = throttle.wait(keys, now)
-    if wait > 0:
-        secs = int(wait) + 1
-        return 429, f"Too many failed logins. Try again in {secs} seconds.", secs
-    if await _password_ok(request.app, username, password):
-        throttle.success(keys)
-        return 200, "", 0
-    throttle.fail(keys, now)
+    async with throttle.turn(keys):
+        wait = throttle.wait(keys, time.monotonic())
+        if wait > 0:
+            secs = int(wait) + 1
+            return 429, f"Too many failed logins. Try again in {secs} seconds.", secs
+        if await _password_ok(request.app, username, password):
+            throttle.success(keys)
+            return 200, "", 0
+        throttle.fail(keys, time.monotonic())
     log.warning("failed admin login for user %r from %s", username[:64], client_ip(request))
     return 401, "Wrong user name or password.", 0
 
@@ -268,23 +278,46 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
     try:
         user, sep, password = base64.b64decode(value.strip(), validate=True).decode(
             "utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, a non-ASCII token
         return ("", "\x00invalid")
     return (user, password) if sep else ("", "\x00invalid")
 
 
+class BadForm(Exception):
+    """A form body that cannot be decoded (raw non-UTF-8 bytes, broken multipart)."""
+
+
 async def _csrf_ok(request: web.Request) -> bool:
-    """Whether an unsafe request carries the session's CSRF token."""
+    """Whether an unsafe request carries the session's CSRF token; BadForm if unreadable."""
     session = await aiohttp_session.get_session(request)
     expected = session.get("csrf")
     sent = request.headers.get("X-CSRF-Token")
     if sent is None and request.content_type in ("application/x-www-form-urlencoded",
                                                  "multipart/form-data"):
-        form = await request.post()  # cached: the handler can read it again
+        try:
+            form = await request.post()  # cached: the handler can read it again
+        except ValueError as exc:  # UnicodeDecodeError and multipart parse errors
+            raise BadForm(str(exc)) from None
         value = form.get("csrf_token")
         sent = value if isinstance(value, str) else None
-    return isinstance(expected, str) and isinstance(sent, str) and \
+    # Tokens are ASCII; an undecodable header arrives as lone surrogates.
+    return isinstance(expected, str) and isinstance(sent, str) and sent.isascii() and \
         hmac.compare_digest(expected.encode(), sent.encode())
+
+
+# The content types a cross-site form or a no-cors fetch can send without a CORS preflight.
+CORS_SAFELISTED = frozenset({"application/x-www-form-urlencoded", "multipart/form-data",
+                             "text/plain"})
+
+
+def _json_or_no_body(request: web.Request) -> bool:
+    """A JSON body, or no body at all (POST .../rotate) sent without a form content type."""
+    if request.content_type == "application/json":
+        return True
+    if request.body_exists:  # a no-cors Blob body has no Content-Type at all
+        return False
+    return "Content-Type" not in request.headers or \
+        request.content_type not in CORS_SAFELISTED
 
 
 def _refuse(request: web.Request, is_api: bool, status: int, message: str,
@@ -329,9 +362,35 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
     if not is_admin_path(path) or path.startswith("/admin/static/"):
         return await handler(request)
     is_api = path.startswith("/admin/api/")
+    try:
+        refusal = await _check(request, is_api)
+    except web.HTTPException:
+        raise  # redirects and aiohttp's own 4xx (e.g. 413 for a too-large form)
+    except BadForm:
+        message = "The form body cannot be read (it must be UTF-8 form data)."
+        if is_api:
+            return json_error(400, message)
+        return web.Response(status=400, text=message)
+    except Exception:  # never aiohttp's bare 500 page from the guard
+        log.exception("admin sign-in check failed on %s %s", request.method, path)
+        message = "Internal error while checking the sign-in; see the gateway log."
+        if is_api:
+            return json_error(500, message)
+        return web.Response(status=500, text=message)
+    if refusal is not None:
+        return refusal
+    return await handler(request)
+
+
+async def _check(request: web.Request, is_api: bool) -> web.StreamResponse | None:
+    """The guard's refusal for a request, or None to let it through."""
+    path = request.path
     user: str | None = None
     creds = _basic_credentials(request)
     if creds is not None:
+        if request.headers.get("Sec-Fetch-Site") == "cross-site":
+            return json_error(403, "HTTP Basic auth is not accepted on cross-site browser "
+                              "requests.")
         status, message, retry = await _attempt(request, *creds)
         if status != 200:
             headers = {"Retry-After": str(int(retry))} if retry else \
@@ -356,16 +415,20 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
                 return web.Response(status=403, text=message)
     if user is None:
         if path in PUBLIC_PATHS:
-            return await handler(request)
+            return None
         if is_api:
             return json_error(401, "Not signed in: log in at /admin/login, or use HTTP Basic "
                               "auth with the admin user name and password.")
         raise web.HTTPFound(f"/admin/login?next={path}")
+    if is_api and request.method in UNSAFE_METHODS and \
+            request.match_info.http_exception is None and not _json_or_no_body(request):
+        return json_error(415, "The admin API takes JSON: send Content-Type: application/json "
+                          f"(got {request.content_type}).")
     if path not in PASSWORD_PATHS and await must_change_password(request):
         return _refuse(request, is_api, 403, "The default admin password must be changed "
                        "before anything else: POST /admin/api/password with "
                        '{"current", "new", "confirm"}.', "/admin/password")
-    return await handler(request)
+    return None
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -394,8 +457,10 @@ def setup_auth(app: web.Application) -> None:
     storage = SessionStorage(app)
     app[AUTH] = AuthState(storage)
     aiohttp_session.setup(app, storage)
-    app.middlewares.append(admin_guard)
+    # The JSON error handling wraps the guard, so nothing the guard raises on /admin/api/
+    # escapes as a bare 500.
     app.middlewares.append(api_error_middleware)
+    app.middlewares.append(admin_guard)
     app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(_session_key_ctx)
     setup_auth_api(app)

@@ -1,10 +1,26 @@
-"""Failed-login throttling per client IP and per user name, with exponential back-off."""
+"""Failed-login throttling per client IP and per user name.
+
+Per IP: exponential back-off after FREE_ATTEMPTS failures, up to MAX_BACKOFF. Per user name
+(shared by every client, so anyone can push it): the same start, but capped at
+USER_MAX_BACKOFF seconds, so a stranger's failures slow the real admin by a few seconds at
+most and can never lock them out. A success forgets the counters of its IP and user name.
+
+Attempts for the same key take turns (`turn`): the next one checks `wait` only after the
+previous one's slow password check has been counted, so concurrent guesses cannot all slip
+through before the first failure is recorded.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
 FREE_ATTEMPTS = 5  # failures allowed before the exponential back-off starts
-MAX_BACKOFF = 900.0  # seconds
+MAX_BACKOFF = 900.0  # seconds, per client IP
+USER_MAX_BACKOFF = 4.0  # seconds, per user name (any client can push this one)
 FORGET_AFTER = 900.0  # seconds without a failure reset the count
+USER_PREFIX = "user:"
 
 
 class Throttle:
@@ -12,6 +28,7 @@ class Throttle:
 
     def __init__(self) -> None:
         self._fails: dict[str, tuple[int, float]] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     def wait(self, keys: list[str], now: float) -> float:
         """Seconds until another attempt is allowed (0 = now)."""
@@ -20,7 +37,8 @@ class Throttle:
             count, last = self._fails.get(k, (0, 0.0))
             if count < FREE_ATTEMPTS or now - last > FORGET_AFTER:
                 continue
-            delay = min(2.0 ** (count - FREE_ATTEMPTS), MAX_BACKOFF)
+            cap = USER_MAX_BACKOFF if k.startswith(USER_PREFIX) else MAX_BACKOFF
+            delay = min(2.0 ** (count - FREE_ATTEMPTS), cap)
             longest = max(longest, last + delay - now)
         return longest
 
@@ -37,3 +55,27 @@ class Throttle:
         """Forget failures after a successful login."""
         for k in keys:
             self._fails.pop(k, None)
+
+    @asynccontextmanager
+    async def turn(self, keys: Iterable[str]) -> AsyncIterator[None]:
+        """Hold every key's lock (in a fixed order): one attempt per key at a time."""
+        ordered = sorted(set(keys))
+        for k in ordered:
+            lock, users = self._locks.get(k, (None, 0))
+            self._locks[k] = (lock or asyncio.Lock(), users + 1)
+        held: list[asyncio.Lock] = []
+        try:
+            for k in ordered:
+                lock = self._locks[k][0]
+                await lock.acquire()
+                held.append(lock)
+            yield
+        finally:
+            for lock in reversed(held):
+                lock.release()
+            for k in ordered:
+                lock, users = self._locks[k]
+                if users <= 1:
+                    del self._locks[k]
+                else:
+                    self._locks[k] = (lock, users - 1)
