@@ -258,3 +258,55 @@ async def test_login_throttled_per_user_across_ips(make_gateway: Any) -> None:
     resp = await client.post("/admin/api/login", headers={"X-Forwarded-For": "10.8.8.8"},
                              json={"username": "someone", "password": "x"})
     assert resp.status == 401
+
+
+def test_user_name_backoff_is_capped_but_ip_backoff_is_not() -> None:
+    """M3: failures from anywhere slow a user name by a few seconds at most; per IP the
+    back-off keeps doubling."""
+    from web.throttle import USER_MAX_BACKOFF
+
+    t = auth.Throttle()
+    now = 1000.0
+    for i in range(40):  # a distributed guess: every attempt from a new address
+        t.fail([f"ip:10.0.{i}.1", "user:admin"], now)
+    assert 0 < t.wait(["ip:10.9.9.9", "user:admin"], now) <= USER_MAX_BACKOFF
+    assert t.wait(["ip:10.9.9.9", "user:admin"], now + USER_MAX_BACKOFF) == 0
+    for _ in range(15):
+        t.fail(["ip:10.0.0.99"], now)
+    assert t.wait(["ip:10.0.0.99", "user:other"], now) == auth.MAX_BACKOFF
+
+
+async def test_stranger_failures_delay_the_admin_only_briefly(make_gateway: Any) -> None:
+    """M3 end to end: after many failures for 'admin' from other addresses, the real admin
+    from a clean address gets in once the short per-user delay has passed."""
+    client = await make_gateway(trust_proxy=True)
+    throttle = client.app[AUTH].throttle
+    for n in range(30):
+        throttle.fail([f"ip:10.0.0.{n}", "user:admin"], 0.0)  # long ago: delays have passed
+    resp = await client.post("/admin/api/login", headers={"X-Forwarded-For": "10.9.9.9"},
+                             json={"username": "admin", "password": "admin"})
+    assert resp.status == 200
+    # The success forgot the user name's and that address's counters, not the attackers'.
+    assert throttle.wait(["ip:10.9.9.9", "user:admin"], 1.0) == 0
+
+
+async def test_admin_api_changes_need_json_or_no_body(make_gateway: Any) -> None:
+    """M1: a form or text body (what a cross-site page can send with cached Basic credentials)
+    is refused with 415; JSON and body-less calls (rotate) work."""
+    client = await make_gateway()
+    await change_default(client)
+    creds = basic("admin", NEW_PW)
+    resp = await client.post("/admin/api/keys", headers=creds, json={"name": "a", "models": ["*"]})
+    assert resp.status == 201
+    key = await resp.json()
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        resp = await client.post(f"/admin/api/keys/{key['id']}/rotate", data=b"",
+                                 headers={**creds, "Content-Type": ctype})
+        assert resp.status == 415, ctype
+        assert "application/json" in (await resp.json())["error"]["message"]
+    resp = await client.post(f"/admin/api/keys/{key['id']}/rotate", headers=creds)
+    assert resp.status == 200
+    resp = await client.get("/admin/api/keys", headers={**creds, "Sec-Fetch-Site": "cross-site"})
+    assert resp.status == 403
+    resp = await client.get("/admin/api/keys", headers={**creds, "Sec-Fetch-Site": "same-origin"})
+    assert resp.status == 200
