@@ -1047,3 +1047,42 @@ async def test_no_admin_route_reachable_without_auth_by_path_spelling(gw: TestCl
             assert status in (302, 400, 401, 403, 404, 405), (method, path, status, raw[:200])
             assert key_name.encode() not in raw and b'"keys"' not in raw, (method, path)
     assert len(gw.app[REGISTRY].keys) == 1
+
+
+@pytest.mark.parametrize(("path", "ctype", "auth"), [
+    ("/admin/login", "application/x-www-form-urlencoded", b""),
+    ("/admin/api/keys", JSON_CT, b"Authorization: " + ADMIN["Authorization"].encode() + b"\r\n"),
+], ids=["login-form", "admin-json"])
+async def test_stalled_admin_body_times_out(gw: TestClient, monkeypatch: pytest.MonkeyPatch,
+                                            path: str, ctype: str, auth: bytes) -> None:
+    """L7: a client that announces a body and stalls gets 408 instead of holding the handler."""
+    import web.auth
+    import web.jsonapi
+
+    monkeypatch.setattr(web.auth, "BODY_TIMEOUT", 0.3)
+    monkeypatch.setattr(web.jsonapi, "BODY_TIMEOUT", 0.3)
+    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+               f"Content-Type: {ctype}\r\nContent-Length: 100\r\n").encode() + auth + \
+        b"\r\n" + b"{"  # 1 of 100 bytes, then nothing
+    assert gw.server.host and gw.server.port
+    reader, writer = await asyncio.open_connection(gw.server.host, gw.server.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(TIMEOUT):
+            head = await reader.readuntil(b"\r\n\r\n")  # the answer, before the body ends
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert head.split(b" ", 2)[1] == b"408", head
+
+
+async def test_failed_login_log_hides_unknown_user_names(
+        gw: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    """L5: a password typed into the user field is not logged; the known name is."""
+    caplog.set_level("WARNING", logger="web.auth")
+    for user in ("Typed-password-77", "admin"):
+        status, _, _ = await send(gw, "GET", "/admin/api/keys", None, _basic(user, "wrong"))
+        assert status == 401
+    assert "Typed-password-77" not in caplog.text
+    assert "unknown user name, 17 chars" in caplog.text and "'admin'" in caplog.text

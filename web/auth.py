@@ -47,7 +47,7 @@ from state.secrets import (
     set_admin_password,
     verify_password,
 )
-from web.jsonapi import json_error
+from web.jsonapi import BODY_TIMEOUT, json_error
 from web.throttle import FORGET_AFTER, FREE_ATTEMPTS, MAX_BACKOFF, Throttle
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,10 @@ async def _attempt(request: web.Request, username: str,
             throttle.success(keys)
             return 200, "", 0
         throttle.fail(keys, time.monotonic())
-    log.warning("failed admin login for user %r from %s", username[:64], client_ip(request))
+    # An unknown name is often a password typed into the wrong field: log only its length.
+    known = username == request.app[REGISTRY].setting("admin_username")
+    who = repr(username) if known else f"<unknown user name, {len(username)} chars>"
+    log.warning("failed admin login for user %s from %s", who, client_ip(request))
     return 401, "Wrong user name or password.", 0
 
 
@@ -284,7 +287,12 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
 
 
 class BadForm(Exception):
-    """A form body that cannot be decoded (raw non-UTF-8 bytes, broken multipart)."""
+    """A form body that cannot be read: undecodable (400) or not sent in time (408)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 async def _csrf_ok(request: web.Request) -> bool:
@@ -295,9 +303,14 @@ async def _csrf_ok(request: web.Request) -> bool:
     if sent is None and request.content_type in ("application/x-www-form-urlencoded",
                                                  "multipart/form-data"):
         try:
-            form = await request.post()  # cached: the handler can read it again
-        except ValueError as exc:  # UnicodeDecodeError and multipart parse errors
-            raise BadForm(str(exc)) from None
+            async with asyncio.timeout(BODY_TIMEOUT):
+                form = await request.post()  # cached: the handler can read it again
+        except ValueError:  # UnicodeDecodeError and multipart parse errors
+            raise BadForm(400, "The form body cannot be read (it must be UTF-8 form "
+                               "data).") from None
+        except TimeoutError:
+            raise BadForm(408, f"The form body did not arrive within {BODY_TIMEOUT:g} "
+                               "seconds.") from None
         value = form.get("csrf_token")
         sent = value if isinstance(value, str) else None
     # Tokens are ASCII; an undecodable header arrives as lone surrogates.
@@ -366,11 +379,10 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
         refusal = await _check(request, is_api)
     except web.HTTPException:
         raise  # redirects and aiohttp's own 4xx (e.g. 413 for a too-large form)
-    except BadForm:
-        message = "The form body cannot be read (it must be UTF-8 form data)."
+    except BadForm as exc:
         if is_api:
-            return json_error(400, message)
-        return web.Response(status=400, text=message)
+            return json_error(exc.status, exc.message)
+        return web.Response(status=exc.status, text=exc.message)
     except Exception:  # never aiohttp's bare 500 page from the guard
         log.exception("admin sign-in check failed on %s %s", request.method, path)
         message = "Internal error while checking the sign-in; see the gateway log."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from aiohttp.typedefs import Handler
 from state.store import StateFileError
 
 log = logging.getLogger(__name__)
+BODY_TIMEOUT = 30.0  # seconds to receive a request body once the headers are in
 
 
 class AdminError(Exception):
@@ -50,10 +52,20 @@ def bad(message: str, field: str | None = None) -> AdminError:
     return AdminError(400, message, field)
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The raw body, or a 408 when the client stalls while sending it."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            return await request.read()
+    except TimeoutError:
+        raise AdminError(408, f"The request body did not arrive within {BODY_TIMEOUT:g} "
+                              "seconds.") from None
+
+
 async def read_json(request: web.Request, allowed: frozenset[str] | None = None,
                     *, optional: bool = False) -> dict[str, Any]:
     """The body as a JSON object; 400 for malformed JSON, a non-object or unknown fields."""
-    raw = await request.read()
+    raw = await read_body(request)
     if not raw.strip():
         if optional:
             return {}
