@@ -124,3 +124,22 @@ def test_bench_script_runs_end_to_end(tmp_path: Path) -> None:
     verdicts = [ln for ln in out.stdout.splitlines() if ln.startswith(("PASS", "FAIL"))]
     assert len(verdicts) == 5, out.stdout
     assert (script.parent / "RESULTS.md").read_text() == before  # --no-write
+
+
+def test_verdicts_pair_runs_within_a_rep() -> None:
+    """Ratios are taken per run (gateway and direct back to back), then the median."""
+    res = _result(0.0, 0.0, 50.0)
+    runs: dict[str, list[dict[str, float]]] = {}
+    for c in (1, 32):
+        for kind in ("non-stream", "stream"):
+            # Background load halves everything in runs 2 and 3: per-run ratios stay 30%.
+            runs[f"direct {kind} c={c}"] = [{"rps": r, "p50_ms": 0.2} for r in (1000, 500, 500)]
+            runs[f"passthrough {kind} c={c}"] = [{"rps": r, "p50_ms": 0.5}
+                                                 for r in (500, 250, 250)]
+            runs[f"gateway {kind} c={c}"] = [{"rps": r, "p50_ms": p}
+                                             for r, p in ((300, 0.9), (150, 1.5), (150, 1.0))]
+    res["runs"] = runs
+    got = {check: (measured, ok) for check, _, measured, ok in bench_gateway.verdicts(res)}
+    assert got["throughput vs direct, stream, c=32"] == ("30.0% (bare pass-through: 50.0%)",
+                                                         True)
+    assert got["added p50 latency, stream, c=1"] == ("0.80 ms", True)
