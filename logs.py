@@ -24,7 +24,7 @@ REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 REQUEST_ID_HEADER = "X-Request-ID"
 
 # A client-supplied id is kept only if it is short and plain, so it cannot forge log lines.
-_VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_VALID_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _MARK = "[REDACTED]"
 
 # Secret shapes redacted from every log line, whatever logged them (why: a stray
@@ -77,7 +77,7 @@ def new_request_id() -> str:
 
 def accept_request_id(header: str | None) -> str:
     """The client's X-Request-ID when it is a plain token, else a new id."""
-    if header and _VALID_ID.match(header):
+    if header and _VALID_ID.fullmatch(header):
         return header
     return new_request_id()
 

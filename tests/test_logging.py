@@ -114,6 +114,7 @@ def test_registered_secret_is_redacted_anywhere() -> None:
     ("x" * 129, False),
     ("has space", False),
     ("line\nbreak", False),
+    ("trailing-newline\n", False),
     ('quote"d', False),
     ("", False),
     (None, False),
