@@ -135,6 +135,17 @@ async def test_no_warnings_when_secured(gateway_proc: Any) -> None:
     assert "a-Str0ng-passphrase" not in gw.output
 
 
+def test_generated_session_secret_is_redacted(tmp_path: Path) -> None:
+    from gateway import _register_stored_secrets
+    from logs import redact
+    from state.secrets import session_key
+
+    config = parse_config("", env={}).replace(data_dir=str(tmp_path / "data"))
+    generated = session_key(None, config.data_path).decode()
+    _register_stored_secrets(config)
+    assert redact(f"cookie key {generated}!") == "cookie key [REDACTED]!"
+
+
 async def test_port_in_use_is_a_clear_error(gateway_proc: Any, tmp_path: Path) -> None:
     gw = await gateway_proc("auth: keys\n")
     config = tmp_path / "clash.yaml"
