@@ -337,3 +337,14 @@ def test_js_examples_parse(body: str, tmp_path: Path) -> None:
     out = subprocess.run(["node", "--check", str(script)], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_request_limits_match_the_code() -> None:
+    from api import chat_request, completions, images
+
+    text = " ".join(section("API reference").split())
+    assert f"`n` at most {chat_request.MAX_N}," in text and completions.MAX_N == chat_request.MAX_N
+    assert f"at most {chat_request.MAX_IMAGE_URLS} http(s) image URLs" in text
+    assert f"up to {images.MAX_REDIRECTS} redirects" in text
+    assert (f"at most {completions.MAX_PROMPTS} prompts and {completions.MAX_GENERATIONS} "
+            "generations") in text
