@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from api import setup_api
+from api.app import setup_api
 from api.ops import setup_ops
 from appkeys import CONFIG, REGISTRY
 from logs import setup_request_ids

@@ -1,7 +1,8 @@
 """Real-browser fixtures: Debian's Chromium driven by Playwright's async API.
 
 Playwright's own browser download does not work here, so the tests launch /usr/bin/chromium
-and install it with apt when it is missing (as root; otherwise they skip and say why).
+and install it with apt when it is missing, at collection time so no per-test timeout covers
+the install (as root; otherwise they skip and say why).
 """
 
 from __future__ import annotations
@@ -26,24 +27,41 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture(scope="session")
-def chromium_path() -> str:
-    """The Chromium binary; installed with apt on a clean (root) machine, else a skip."""
+def ensure_chromium() -> str | None:
+    """Install Debian's Chromium with apt when it is missing; return why not, or None."""
     if os.path.exists(CHROMIUM):
-        return CHROMIUM
+        return None
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        pytest.skip(f"{CHROMIUM} is missing and installing it with apt needs root "
-                    "(run: apt-get install -y chromium)")
+        return (f"{CHROMIUM} is missing and installing it with apt needs root "
+                "(run: apt-get install -y chromium)")
     if shutil.which("apt-get") is None:
-        pytest.skip(f"{CHROMIUM} is missing and there is no apt-get to install it")
+        return f"{CHROMIUM} is missing and there is no apt-get to install it"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
                               check=False)
         if done.returncode != 0:
-            pytest.fail(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"apt-get installed chromium but {CHROMIUM} does not exist")
+        raise RuntimeError(f"apt-get installed chromium but {CHROMIUM} does not exist")
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Install Chromium before any test runs, so the per-test timeout does not cover apt."""
+    if any(item.get_closest_marker("browser") for item in items):
+        config.stash[_MISSING] = ensure_chromium()
+
+
+_MISSING = pytest.StashKey[str | None]()
+
+
+@pytest.fixture(scope="session")
+def chromium_path(pytestconfig: pytest.Config) -> str:
+    """The Chromium binary (installed at collection time on a clean root machine)."""
+    reason = pytestconfig.stash.get(_MISSING, None) or ensure_chromium()
+    if reason:
+        pytest.skip(reason)
     return CHROMIUM
 
 
