@@ -24,6 +24,7 @@ from logs import REQUEST_ID, accept_request_id, request_id_var
 from state.limits import Admission, RateLimited
 from state.registry import ApiKey, AuthError
 from state.usage import RequestRecord
+from web.auth import client_ip
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class V1Call:
         rid = request.get(REQUEST_ID) or accept_request_id(request.headers.get("X-Request-ID"))
         request_id_var.set(rid)
         self.request_id = rid
-        self.record = RequestRecord(endpoint=endpoint, client_ip=request.remote,
+        self.record = RequestRecord(endpoint=endpoint, client_ip=client_ip(request),
                                     user_agent=clean_text(request.headers.get(
                                         "User-Agent", "")) or None,
                                     request_id=rid)

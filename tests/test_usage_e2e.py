@@ -178,3 +178,15 @@ async def test_full_disk_never_fails_an_api_request(make_gateway: Any,
     conn.execute("PRAGMA max_page_count = 1073741823")  # space again: nothing was lost
     rows = await stored(client)
     assert len(rows) == 5 and {r["key_name"] for r in rows} == {"dave"}
+
+
+@pytest.mark.parametrize(("trust_proxy", "expected"), [(False, "127.0.0.1"), (True, "203.0.113.7")])
+async def test_client_ip_follows_trust_proxy(make_gateway: Any, trust_proxy: bool,
+                                             expected: str) -> None:
+    client = await make_gateway(trust_proxy=trust_proxy)
+    secret = create_test_key(client.app, "proxied")
+    headers = {**auth_headers(secret), "X-Forwarded-For": "10.9.9.9, 203.0.113.7"}
+    resp = await client.get("/v1/models", headers=headers)
+    assert resp.status == 200
+    [row] = await stored(client)
+    assert row["client_ip"] == expected  # the proxy's own entry, never the spoofable first one
