@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -297,6 +298,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             run_loadgen(url, {**body, "stream": True}, headers, 32, n, 0, True)
             gateway_requests += n
         hwm, rss = peak_rss_mb(gw.pid)
+    # Logs and the data directory stay behind only when something failed (the error names them).
+    shutil.rmtree(work, ignore_errors=True)
     medians = {label: {k: statistics.median(r[k] for r in runs)
                        for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
                for label, runs in results.items()}
@@ -304,7 +307,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             "rss_now_mb": rss,
             "gateway_requests": gateway_requests, "machine": machine(),
             "requests_c1": args.requests_c1, "requests_c32": args.requests_c32,
-            "tokens": args.tokens, "log_level": args.log_level, "work": str(work),
+            "tokens": args.tokens, "log_level": args.log_level,
             "load": (load_before, os.getloadavg()[0])}
 
 
