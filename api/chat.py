@@ -103,19 +103,21 @@ class ChatHandler:
                                     logprobs=plan.logprobs, forced_function=plan.forced_function)
 
         translators = [translator(i) for i in range(plan.n)]
-        bodies = native_bodies(plan.native, plan.n)
-        upstreams = await open_all(request, "/api/chat", bodies)
         label = body["model"]
         if plan.stream:
+            bodies = native_bodies(plan.native, plan.n)
+            upstreams = await open_all(request, "/api/chat", bodies)
             return await self._stream(request, call, plan, translators, upstreams, label)
-        await self._read(call, translators, upstreams)
+        # A non-streaming client gets Ollama's aggregated answer: one JSON object instead of
+        # a line per token cuts the gateway's CPU per request by about a fifth (bench/).
+        bodies = native_bodies({**plan.native, "stream": False}, plan.n)
+        await self._read(request, call, translators, bodies)
         spent: list[ChoiceTranslator] = []
         missing = [t.index for t in translators if not t.calls]
         if plan.tool_choice == "required" and missing:
             # One retry for choices that answered in text although a call was required.
             retries = [translator(i) for i in missing]
-            await self._read(call, retries, await open_all(
-                request, "/api/chat", [bodies[i] for i in missing]))
+            await self._read(request, call, retries, [bodies[i] for i in missing])
             for retry in retries:  # the retry's answer stands, call or not
                 spent.append(translators[retry.index])
                 translators[retry.index] = retry
@@ -124,19 +126,22 @@ class ChatHandler:
                                             [t.choice() for t in translators], usage))
 
     @staticmethod
-    async def _read(call: V1Call, translators: list[ChoiceTranslator],
-                    upstreams: list[UpstreamStream]) -> None:
-        """Read whole native streams into translators (a failure is a 502)."""
+    async def _read(request: web.Request, call: V1Call, translators: list[ChoiceTranslator],
+                    bodies: list[dict[str, Any]]) -> None:
+        """Fetch whole (non-streamed) native answers into translators."""
+        client = request.app[UPSTREAM]
         try:
-            async for i, batch in merged(upstreams):
-                for line in batch:
-                    translators[i].feed(line)  # i is the position in both lists
-                call.first_token()
-        except StreamFailed as exc:
-            raise exc.api_error() from None
-        finally:
-            for s in upstreams:
-                s.close()
+            answers = await asyncio.gather(
+                *(client.request_json("POST", "/api/chat", b) for b in bodies))
+        except APIError as exc:
+            if exc.code == "model_not_found":  # removed from Ollama since the list was cached
+                request.app[CATALOG].invalidate()
+            raise
+        for translator, answer in zip(translators, answers, strict=True):
+            if "error" in answer:
+                raise StreamFailed(f"Ollama error: {answer['error']}").api_error()
+            translator.feed(answer)
+        call.first_token_from(translators[0].final)
 
     @staticmethod
     def _account(call: V1Call, translators: list[ChoiceTranslator],

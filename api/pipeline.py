@@ -131,6 +131,13 @@ class V1Call:
         if self.record.ttft_ms is None:
             self.record.ttft_ms = (time.monotonic() - self.started) * 1000
 
+    def first_token_from(self, final: dict[str, Any] | None) -> None:
+        """Time to first token of a non-streamed answer: elapsed time less generation time."""
+        duration = (final or {}).get("eval_duration")
+        if self.record.ttft_ms is None and isinstance(duration, int | float) and duration >= 0:
+            elapsed = (time.monotonic() - self.started) * 1000
+            self.record.ttft_ms = max(0.0, elapsed - duration / 1e6)
+
     def note_metrics(self, final: dict[str, Any] | None) -> None:
         """Load time and generation speed from a native final line."""
         if not final:

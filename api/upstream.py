@@ -199,6 +199,9 @@ def unreachable(base_url: str, exc: BaseException) -> APIError:
     if isinstance(exc, asyncio.TimeoutError):
         return APIError(504, f"Ollama at {base_url} did not answer in time.",
                         code="upstream_timeout", type="server_error")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return APIError(502, f"Ollama at {base_url} closed the connection before it answered.",
+                        code="upstream_error", type="server_error")
     return APIError(502, f"Cannot reach Ollama at {base_url}: {_reason(exc)}.",
                     code="upstream_unreachable", type="server_error")
 

@@ -422,8 +422,18 @@ class FakeOllama:
         if script.status != 200:
             return _error(script.status, script.error, script.headers)
         lines = self._full_lines(body, script, kind, prompt_words)
-        if body.get("stream") is False and not script.drop and all("error" not in ln
-                                                                   for ln in lines):
+        if body.get("stream") is False:
+            # Not streamed, Ollama answers once: a failure while generating is an error
+            # status, a dropped connection is a connection closed before any answer.
+            if script.drop and not any(ln.get("done") for ln in lines):
+                if request.transport is not None:
+                    request.transport.close()
+                return web.Response(status=500)
+            failed = [ln["error"] for ln in lines if "error" in ln]
+            if failed:
+                return _error(500, failed[0], script.headers)
+            if script.delay:
+                await self._sleep_watching(request, script.delay * len(lines))
             return web.json_response(_aggregate(lines, kind), headers=script.headers)
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
                                            **script.headers})

@@ -39,7 +39,7 @@ async def test_plain_chat_non_stream(sdk: Any, fake_ollama: FakeOllama) -> None:
     assert resp.usage.total_tokens == 5
     sent = fake_ollama.last("/api/chat")
     # Nothing injected: no sampling defaults, no think, the canonical model name.
-    assert sent == {"model": "llama3.2:latest", "stream": True,
+    assert sent == {"model": "llama3.2:latest", "stream": False,
                     "messages": [{"role": "user", "content": "say hi"}]}
     record = sdk.gateway.app[USAGE].recent[-1]
     assert (record.status, record.prompt_tokens, record.completion_tokens) == (200, 2, 3)

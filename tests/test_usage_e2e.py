@@ -69,6 +69,8 @@ async def test_tokens_match_what_ollama_sent(make_gateway: Any, fake_ollama: Fak
     assert row["user_agent"].startswith("AsyncOpenAI/Python")
     if stream:
         assert 0 < row["ttft_ms"] <= row["latency_ms"]
+    else:  # derived: the gateway's elapsed time less Ollama's eval_duration (300 ms here)
+        assert row["ttft_ms"] == 0.0
     assert row["prompt_text"] is None and row["response_text"] is None  # content logging off
     agg = await client.app[USAGE].read(usage_query.aggregates, UsageFilter(range="24h"),
                                        time.time())
