@@ -46,8 +46,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth", str, "keys", "`keys` requires an API key on /v1; `none` allows keyless use "
             "on a trusted network (logged loudly).", choices=("keys", "none")),
     Setting("connect_timeout", float, 5.0, "Seconds to wait for a connection to Ollama."),
-    Setting("read_timeout", float, 600.0, "Seconds to wait for Ollama between bytes. First "
-            "loads of large models take minutes."),
+    Setting("read_timeout", float, 600.0, "Seconds to wait for Ollama between bytes; a "
+            "non-streaming answer arrives whole, so it must fit in this. First loads of large "
+            "models take minutes."),
     Setting("max_body_bytes", int, 20 * 1024 * 1024, "Largest accepted request body; larger "
             "is a 413."),
     Setting("image_fetch", bool, True, "Fetch http(s) image URLs in chat messages.", admin=True),
