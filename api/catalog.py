@@ -46,6 +46,11 @@ class ModelInfo:
         return self.display_name or self.name
 
     @property
+    def known_capabilities(self) -> set[str] | None:
+        """The capabilities, or None when Ollama did not say (then nothing is dropped)."""
+        return set(self.capabilities) if self.capabilities_known else None
+
+    @property
     def aliases(self) -> list[str]:
         """Every name that reaches this model (access checks test all of them)."""
         names = [self.name]

@@ -18,7 +18,7 @@ from api.chat_response import (
     completion_id,
     merge_usage,
 )
-from api.errors import APIError, bad_request, read_json_object
+from api.errors import APIError, bad_request
 from api.images import resolve_images
 from api.options import OptionError
 from api.params import reasoning_mode
@@ -72,17 +72,14 @@ class ChatHandler:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/chat/completions."""
         call = request[CALL]
-        call.authenticate()
-        body = await read_json_object(request)
-        info = await call.resolve_model(body.get("model"))
+        target = await call.start(request)
+        body, settings, defaults = target.body, target.settings, target.defaults
         registry = request.app[REGISTRY]
-        settings = registry.model_settings(info.name)
-        defaults = registry.setting("defaults") or {}
         try:
             plan = from_chat_request(
-                body, model=info.name, overrides=settings.overrides, enforce=settings.enforce,
-                defaults=defaults,
-                capabilities=set(info.capabilities) if info.capabilities_known else None)
+                body, model=target.info.name, overrides=settings.overrides,
+                enforce=settings.enforce, defaults=defaults,
+                capabilities=target.info.known_capabilities)
         except OptionError as exc:
             raise bad_request(str(exc), exc.param) from None
         mode = reasoning_mode(settings.reasoning_output, settings.overrides, defaults,

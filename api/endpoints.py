@@ -17,12 +17,12 @@ from api.completions import (
     merge_logprobs,
     to_embeddings,
 )
-from api.errors import bad_request, model_not_found, read_json_object
+from api.errors import bad_request, model_not_found
 from api.options import OptionError
 from api.pipeline import CALL
 from api.relay import StreamFailed, merged
 from api.streaming import OpenStreams, SSEStream, frame
-from appkeys import CATALOG, REGISTRY, UPSTREAM
+from appkeys import CATALOG, UPSTREAM
 
 
 def _envelope(cid: str, created: int, label: str, choices: list[dict[str, Any]],
@@ -45,16 +45,12 @@ class Endpoints:
     async def completions(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/completions via /api/generate (prompt lists and n fan out)."""
         call = request[CALL]
-        call.authenticate()
-        body = await read_json_object(request)
-        info = await call.resolve_model(body.get("model"))
-        registry = request.app[REGISTRY]
-        settings = registry.model_settings(info.name)
+        target = await call.start(request)
+        body, info, settings = target.body, target.info, target.settings
         try:
             plan = from_completion_request(
                 body, model=info.name, overrides=settings.overrides, enforce=settings.enforce,
-                defaults=registry.setting("defaults") or {},
-                capabilities=set(info.capabilities) if info.capabilities_known else None)
+                defaults=target.defaults, capabilities=info.known_capabilities)
         except OptionError as exc:
             raise bad_request(str(exc), exc.param) from None
         call.record.stream = plan.stream
@@ -146,14 +142,11 @@ class Endpoints:
     async def embeddings(self, request: web.Request) -> web.Response:
         """POST /v1/embeddings via /api/embed."""
         call = request[CALL]
-        call.authenticate()
-        body = await read_json_object(request)
-        info = await call.resolve_model(body.get("model"))
-        registry = request.app[REGISTRY]
-        settings = registry.model_settings(info.name)
+        target = await call.start(request)
+        body, info, settings = target.body, target.info, target.settings
         try:
             native = embed_request(body, info.name, settings.overrides, settings.enforce,
-                                   registry.setting("defaults") or {})
+                                   target.defaults)
         except OptionError as exc:
             raise bad_request(str(exc), exc.param) from None
         call.admit()

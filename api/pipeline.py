@@ -12,23 +12,35 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from api.catalog import ModelInfo
-from api.errors import APIError, model_not_found
+from api.errors import APIError, model_not_found, read_json_object
 from appkeys import CATALOG, LIMITER, REGISTRY, USAGE
 from logs import REQUEST_ID, accept_request_id, request_id_var
 from state.limits import Admission, RateLimited
-from state.registry import ApiKey, AuthError
+from state.registry import ApiKey, AuthError, EffectiveModel
 from state.usage import RequestRecord
 from web.auth import client_ip
 
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A POST's body and the model it resolved to, with that model's effective settings."""
+
+    body: dict[str, Any]
+    info: ModelInfo
+    settings: EffectiveModel
+    defaults: Mapping[str, Any]
 
 
 class V1Call:
@@ -94,6 +106,15 @@ class V1Call:
         if not info.enabled or self.key is None or not self.key.allows(info.aliases):
             raise model_not_found(name)
         return info
+
+    async def start(self, request: web.Request) -> Target:
+        """The first steps of every POST: key, JSON body, model, its settings and defaults."""
+        self.authenticate()
+        body = await read_json_object(request)
+        info = await self.resolve_model(body.get("model"))
+        registry = self.app[REGISTRY]
+        return Target(body, info, registry.model_settings(info.name),
+                      registry.setting("defaults") or {})
 
     def allowed(self, info: ModelInfo) -> bool:
         """Whether this call's key may see a model (for listings)."""

@@ -253,8 +253,8 @@ def parse_config(text: str, path: str | None = None,
         raise ConfigError(f"{name}: the top level must be a mapping of setting: value")
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        line = _line_of(text, str(key))
-        where = f"{name} line {line}" if line else name
+        lineno = _line_of(text, str(key))
+        where = f"{name} line {lineno}" if lineno else name
         setting = SETTINGS_BY_NAME.get(str(key))
         if setting is None:
             raise ConfigError(f"{where}: unknown setting `{key}`")
