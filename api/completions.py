@@ -33,22 +33,24 @@ class CompletionPlan:
     logprobs: int | None = None
 
 
+def text_list(value: Any, param: str) -> list[str]:
+    """A `prompt` or `input`: a string or a non-empty list of strings (token arrays refused)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    if isinstance(value, list) and value and all(isinstance(v, int | list) for v in value):
+        raise OptionError(param, f"Token arrays in '{param}' are not supported (Ollama has no "
+                                 "detokenize endpoint); send text.")
+    raise OptionError(param, f"'{param}' must be a string or a non-empty array of strings.")
+
+
 def from_completion_request(body: Mapping[str, Any], *, model: str,
                             capabilities: set[str] | None, overrides: Mapping[str, Any],
                             enforce: Mapping[str, Any],
                             defaults: Mapping[str, Any]) -> CompletionPlan:
     """Translate a completions request; raise OptionError naming the bad parameter."""
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        prompts = [prompt]
-    elif isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-        prompts = list(prompt)
-    elif isinstance(prompt, list) and prompt and all(isinstance(p, int | list) for p in prompt):
-        raise OptionError("prompt", "Token-array prompts are not supported (Ollama has no "
-                                    "detokenize endpoint); send text.")
-    else:
-        raise OptionError("prompt", "'prompt' must be a string or a non-empty array of "
-                                    "strings.")
+    prompts = text_list(body.get("prompt"), "prompt")
     if len(prompts) > MAX_PROMPTS:
         raise OptionError("prompt", f"'prompt' has {len(prompts)} entries; at most "
                                     f"{MAX_PROMPTS} prompts per request.")
@@ -182,17 +184,7 @@ def merge_logprobs(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
 def embed_request(body: Mapping[str, Any], model: str, overrides: Mapping[str, Any],
                   enforce: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     """An OpenAI embeddings request -> native /api/embed body."""
-    raw = body.get("input")
-    if isinstance(raw, str):
-        inputs: list[str] = [raw]
-    elif isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
-        inputs = list(raw)
-    elif isinstance(raw, list) and raw and all(isinstance(x, int | list) for x in raw):
-        raise OptionError("input", "Token-array input is not supported (Ollama has no "
-                                   "detokenize endpoint); send text.")
-    else:
-        raise OptionError("input", "'input' must be a string or a non-empty array of "
-                                   "strings.")
+    inputs = text_list(body.get("input"), "input")
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
         raise OptionError("encoding_format", "'encoding_format' must be 'float' or 'base64'.")
