@@ -148,6 +148,7 @@ class ChatHandler:
         usage = (everyone[0].usage() if len(everyone) == 1
                  else merge_usage([t.usage() for t in everyone]))
         call.add_usage(usage["prompt_tokens"], usage["completion_tokens"])
+        call.record.reasoning_tokens = sum(t.reasoning_tokens() for t in everyone)
         call.note_metrics(translators[0].final)
         first = translators[0]
         answer = "".join(first.content)

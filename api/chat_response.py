@@ -82,6 +82,10 @@ class ChoiceTranslator:
     reasoning: list[str] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     logprob_items: list[Any] = field(default_factory=list)
+    # Characters as Ollama sent them (before any inline <think> rewriting), to split
+    # eval_count into reasoning and answer tokens.
+    thinking_chars: int = 0
+    answer_chars: int = 0
     _think_open: bool = False
     _seen_calls: set[str] = field(default_factory=set)
     _held: list[str] = field(default_factory=list)
@@ -96,6 +100,7 @@ class ChoiceTranslator:
             if type(text) is str:
                 if not text:
                     return []
+                self.answer_chars += len(text)
                 self.content.append(text)
                 return [{"index": self.index, "delta": {"content": text}, "logprobs": None,
                          "finish_reason": None}]
@@ -106,6 +111,8 @@ class ChoiceTranslator:
         raw_logprobs = line.get("logprobs")
         logprobs: list[Any] = raw_logprobs if isinstance(raw_logprobs, list) else []
         done = bool(line.get("done"))
+        self.thinking_chars += len(thinking)
+        self.answer_chars += len(text) + sum(len(c["name"]) + len(c["arguments"]) for c in calls)
         self.logprob_items.extend(logprobs)
         if self.forced_function and text:
             self._held.append(text)  # held until the end: it may become the call's arguments
@@ -166,6 +173,14 @@ class ChoiceTranslator:
     def usage(self) -> dict[str, Any]:
         """Usage from the final line."""
         return usage_of(self.final)
+
+    def reasoning_tokens(self) -> int:
+        """Tokens spent thinking: exact when the answer is all thinking or none, else split
+        by the share of characters (Ollama reports one eval_count for both)."""
+        if not self.thinking_chars:
+            return 0
+        completion = int(self.usage()["completion_tokens"])
+        return round(completion * self.thinking_chars / (self.thinking_chars + self.answer_chars))
 
     def choice(self) -> dict[str, Any]:
         """The accumulated choice of a non-streaming chat.completion."""

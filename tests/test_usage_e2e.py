@@ -192,3 +192,24 @@ async def test_client_ip_follows_trust_proxy(make_gateway: Any, trust_proxy: boo
     assert resp.status == 200
     [row] = await stored(client)
     assert row["client_ip"] == expected  # the proxy's own entry, never the spoofable first one
+
+
+@pytest.mark.parametrize(("thinking", "pieces", "expected"), [
+    ((), ("Hello", " there"), 0),                      # no thinking: none of the 9 tokens
+    (("abcd", "efgh"), (), 9),                          # thinking only (a length stop): all 9
+    (("abcdefghijkl",), ("abcdef",), 6),                # 12 of 18 characters: 2/3 of 9
+])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_reasoning_tokens_are_derived(make_gateway: Any, fake_ollama: FakeOllama,
+                                            stream: bool, thinking: tuple[str, ...],
+                                            pieces: tuple[str, ...], expected: int) -> None:
+    client = await make_gateway()
+    secret = create_test_key(client.app, "thinker")
+    fake_ollama.push("chat", text_script(*pieces, thinking=thinking, metrics=METRICS))
+    body = {"model": "qwen3:8b", "stream": stream,
+            "messages": [{"role": "user", "content": "think"}]}
+    resp = await client.post("/v1/chat/completions", json=body, headers=auth_headers(secret))
+    assert resp.status == 200
+    await resp.read()
+    [row] = await stored(client)
+    assert (row["completion_tokens"], row["reasoning_tokens"]) == (9, expected)
