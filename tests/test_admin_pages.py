@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from appkeys import REGISTRY
+from appkeys import REGISTRY, USAGE
+from state import usage_query
+from state.usage_query import UsageFilter
 from tests.conftest import MakeGateway, create_test_key
 from tests.fake_ollama import FakeOllama
 
@@ -270,6 +272,13 @@ async def test_try_it_runs_through_translation(make_gateway: MakeGateway,
     sent = fake_ollama.last("/api/chat")
     assert sent["options"]["temperature"] == 0.25
     assert sent["messages"] == [{"role": "user", "content": "hello there"}]
+    # The try-it box uses the GPU like a client, so it is in the usage records too.
+    await client.app[USAGE].flush()
+    page = await client.app[USAGE].read(usage_query.rows, UsageFilter(), 1, 10)
+    [row] = page["data"]
+    assert (row["key_name"], row["endpoint"], row["ollama_model"], row["status"]) == (
+        "admin (try it)", "/admin/try", "qwen3:8b", 200)
+    assert row["prompt_tokens"] + row["completion_tokens"] == body["usage"]["total_tokens"]
 
 
 @pytest.mark.parametrize(("payload", "status", "field"), [

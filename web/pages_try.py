@@ -21,7 +21,9 @@ from api.errors import APIError
 from api.options import OptionError
 from api.params import reasoning_mode
 from api.upstream import UpstreamBroken
-from appkeys import CATALOG, REGISTRY, UPSTREAM
+from appkeys import CATALOG, REGISTRY, UPSTREAM, USAGE
+from state.usage import RequestRecord
+from web.auth import client_ip
 from web.jsonapi import AdminError, json_error, read_json
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 MAX_PROMPT = 4000
 # A first request may load the model; give it time, but never hang the admin forever.
 TRY_TIMEOUT = 300.0
+# Its own pseudo key, so try-it rows group apart from keyless refusals in the charts.
+TRY_KEY_ID, TRY_KEY_NAME = "admin-try-it", "admin (try it)"
 
 
 def plan_body(prompt: str) -> dict[str, Any]:
@@ -86,7 +90,7 @@ async def try_model(request: web.Request) -> web.StreamResponse:
     defaults = registry.setting("defaults") or {}
     try:
         plan = from_chat_request(plan_body(prompt), model=info.name,
-                                 capabilities=set(info.capabilities) or None,
+                                 capabilities=info.known_capabilities,
                                  overrides=eff.overrides, enforce=eff.enforce,
                                  defaults=defaults)
     except OptionError as exc:
@@ -94,17 +98,29 @@ async def try_model(request: web.Request) -> web.StreamResponse:
     mode = reasoning_mode(eff.reasoning_output, eff.overrides, defaults,
                           registry.setting("reasoning_output"))
     started = time.monotonic()
+    # The box uses the GPU like any client, so its requests show up in usage too.
+    record = RequestRecord(key_id=TRY_KEY_ID, key_name=TRY_KEY_NAME, endpoint="/admin/try",
+                           model=name, ollama_model=info.name, client_ip=client_ip(request),
+                           user_agent=request.headers.get("User-Agent"))
     try:
         lines = await asyncio.wait_for(_run(app, plan.native), TRY_TIMEOUT)
     except APIError as exc:
-        return json_error(502 if exc.status >= 500 else 400, exc.message, "_form")
+        answer = json_error(502 if exc.status >= 500 else 400, exc.message, "_form")
     except UpstreamBroken as exc:
-        return json_error(502, str(exc), "_form")
+        answer = json_error(502, str(exc), "_form")
     except TimeoutError:
-        return json_error(504, f"No complete answer within {TRY_TIMEOUT:.0f} seconds.", "_form")
-    # Show reasoning separately whatever the mode, unless the admin hides it.
-    shown = "hidden" if mode == "hidden" else "reasoning_content"
-    out = answer_of(to_chat_completion(lines, info.public_id, shown))
-    out.update(model=info.public_id, reasoning_mode=mode,
-               latency_ms=round((time.monotonic() - started) * 1000, 1))
-    return web.json_response(out)
+        answer = json_error(504, f"No complete answer within {TRY_TIMEOUT:.0f} seconds.",
+                            "_form")
+    else:
+        # Show reasoning separately whatever the mode, unless the admin hides it.
+        shown = "hidden" if mode == "hidden" else "reasoning_content"
+        out = answer_of(to_chat_completion(lines, info.public_id, shown))
+        out.update(model=info.public_id, reasoning_mode=mode,
+                   latency_ms=round((time.monotonic() - started) * 1000, 1))
+        record.prompt_tokens = int(out["usage"].get("prompt_tokens") or 0)
+        record.completion_tokens = int(out["usage"].get("completion_tokens") or 0)
+        answer = web.json_response(out)
+    record.status = answer.status
+    record.latency_ms = (time.monotonic() - started) * 1000
+    app[USAGE].record(record)
+    return answer
