@@ -152,7 +152,10 @@ class ModelCatalog:
 
     def _canonical(self, name: str) -> str:
         """Map a display name or any spelling of an Ollama name to the canonical name."""
-        display = self.registry.display_names().get(name.strip().lower())
+        key = name.strip().lower()
+        names = self.registry.display_names()
+        display = names.get(key) or (names.get(key[: -len(":latest")])
+                                     if key.endswith(":latest") else None)
         return display or canonical_model(name)
 
     async def _show(self, canon: str) -> _Show | None:

@@ -30,11 +30,13 @@ def chat_body(model: str, stream: bool = False) -> dict[str, Any]:
     (["llama3.2:latest"], "llama3.2", True),
     (["Llama"], "llama3.2:latest", True),  # allowlisted by display name
     (["qwen3*"], "qwen-chat", True),
+    (["qwen3*"], "Qwen-Chat:latest", True),  # a display name with the default tag
     # ... and no spelling of another model gets through.
     (["llama3.2"], "qwen3:8b", False),
     (["llama3.2"], "QWEN3:8B", False),
     (["llama3.2"], "Qwen-Chat", False),  # display name of a forbidden model
     (["llama3.2"], "qwen-chat", False),
+    (["llama3.2"], "qwen-chat:latest", False),
     (["llama3.2"], "qwen3", False),  # qwen3:latest does not exist
     (["llama3.2"], "llama3.2:8b", False),
     (["qwen3*"], "Llama", False),
