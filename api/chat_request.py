@@ -105,6 +105,10 @@ def from_chat_request(body: Mapping[str, Any], *, model: str, capabilities: set[
         raise OptionError("messages", f"Too many image URLs: {len(plan.image_urls)} (at most "
                                       f"{MAX_IMAGE_URLS} per request); send the others as "
                                       "base64 data: URLs.")
+    if (capabilities is not None and "vision" not in capabilities
+            and any(m.get("images") for m in messages)):
+        # Ollama would answer without looking at the image (or fail); say so instead.
+        raise OptionError("messages", f"The model '{model}' does not support images.")
     return plan
 
 
@@ -130,6 +134,15 @@ def _int(body: Mapping[str, Any], name: str, default: int, low: int, high: int) 
     return value
 
 
+def _reasoning_details(details: Any) -> str | None:
+    """Earlier reasoning in OpenRouter's `reasoning_details` list: its text parts joined."""
+    if not isinstance(details, list):
+        return None
+    text = "".join(d["text"] for d in details if isinstance(d, Mapping)
+                   and isinstance(d.get("text"), str))
+    return text or None
+
+
 def convert_messages(messages: Any) -> list[dict[str, Any]]:
     """OpenAI messages -> native messages (parts merged, images gathered, tool names kept)."""
     if not isinstance(messages, list) or not messages:
@@ -149,7 +162,8 @@ def convert_messages(messages: Any) -> list[dict[str, Any]]:
         if images:
             native["images"] = images
         thinking = next((msg[k] for k in ("reasoning_content", "reasoning", "thinking")
-                         if isinstance(msg.get(k), str) and msg[k]), None)
+                         if isinstance(msg.get(k), str) and msg[k]), None) \
+            or _reasoning_details(msg.get("reasoning_details"))
         if native["role"] == "assistant":
             # Clients of the `inline` reasoning mode send <think>…</think> back in content.
             inline, answer = split_inline_thinking(text)

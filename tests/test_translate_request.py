@@ -41,6 +41,10 @@ PNG = "iVBORw0KGgo="  # 8 bytes of PNG signature, valid base64
        "tool_calls": [{"function": {"name": "f", "arguments": "[1]"}}]}],
      [{"role": "assistant", "content": "x", "thinking": "rc", "tool_calls": [
          {"function": {"index": 0, "name": "f", "arguments": {"_raw": "[1]"}}}]}]),
+    ([{"role": "assistant", "content": "a", "reasoning_details": [
+        {"type": "reasoning.text", "text": "step 1. "}, {"type": "reasoning.encrypted"},
+        {"type": "reasoning.text", "text": "step 2."}]}],
+     [{"role": "assistant", "content": "a", "thinking": "step 1. step 2."}]),
     ([{"role": "function", "name": "f", "content": "legacy"}],
      [{"role": "tool", "content": "legacy", "tool_name": "f"}]),
     ([{"role": "assistant", "content": "<think>plan it</think>\n\nThe answer."}],
@@ -270,6 +274,26 @@ def test_from_chat_request_errors(body: dict[str, Any], param: str) -> None:
     with pytest.raises(OptionError) as info:
         _plan({"messages": [{"role": "user", "content": "x"}], **body}, {"completion"})
     assert info.value.param == param
+
+
+IMAGE_MESSAGE = {"role": "user", "content": [
+    {"type": "text", "text": "what is this?"},
+    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}
+
+
+@pytest.mark.parametrize(("caps", "ok"), [
+    ({"completion", "vision"}, True),
+    (None, True),  # capabilities unknown: nothing is refused
+    ({"completion"}, False),
+])
+def test_images_need_a_vision_model(caps: set[str] | None, ok: bool) -> None:
+    body = {"messages": [IMAGE_MESSAGE]}
+    if ok:
+        assert _plan(body, caps)["messages"][0]["images"] == ["iVBORw0KGgo="]
+    else:
+        with pytest.raises(OptionError, match="does not support images") as info:
+            _plan(body, caps)
+        assert info.value.param == "messages"
 
 
 def test_completion_request_fan_out_limits_are_inclusive() -> None:
