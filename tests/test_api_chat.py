@@ -338,3 +338,43 @@ async def test_drop_after_done_line_still_completes(sdk: Any, fake_ollama: FakeO
     resp = await sdk.chat.completions.create(
         model="llama3.2", messages=[{"role": "user", "content": "q"}])
     assert resp.choices[0].message.content == "ok"
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+async def test_raw_sse_frames_are_exactly_openais(make_gateway: Any, fake_ollama: FakeOllama,
+                                                  include_usage: bool) -> None:
+    """The wire bytes, not the SDK's view: keys of every chunk, usage:null only on request."""
+    client = await make_gateway()
+    secret = create_test_key(client.app)
+    fake_ollama.push("chat", text_script("Hi", " there", thinking=("hm",)))
+    body: dict[str, Any] = {"model": "qwen3:8b", "stream": True,
+                            "messages": [{"role": "user", "content": "x"}]}
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    resp = await client.post("/v1/chat/completions", json=body,
+                             headers={"Authorization": f"Bearer {secret}"})
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    raw = (await resp.read()).decode()
+    assert raw.endswith("data: [DONE]\n\n")
+    frames = [json.loads(f[len("data: "):]) for f in raw.split("\n\n")
+              if f.startswith("data: {")]
+    envelope = {"id", "object", "created", "model", "system_fingerprint", "choices"}
+    if include_usage:
+        envelope.add("usage")
+    assert all(set(f) == envelope for f in frames)
+    assert all(f["object"] == "chat.completion.chunk" and f["model"] == "qwen3:8b"
+               for f in frames)
+    *content, finish = [f for f in frames if f["choices"]]
+    assert [f["choices"][0]["delta"] for f in content] == [
+        {"role": "assistant", "reasoning_content": "hm"}, {"content": "Hi"},
+        {"content": " there"}]
+    assert finish["choices"] == [{"index": 0, "delta": {}, "logprobs": None,
+                                  "finish_reason": "stop"}]
+    assert all(set(f["choices"][0]) == {"index", "delta", "logprobs", "finish_reason"}
+               for f in content)
+    if include_usage:
+        assert all(f["usage"] is None for f in frames[:-1])
+        assert frames[-1]["choices"] == [] and frames[-1]["usage"]["total_tokens"] > 0
+    else:
+        assert len(frames) == 4
