@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from typing import Any
 
@@ -311,3 +312,24 @@ async def test_upstream_credentials_never_shown(make_gateway: Any) -> None:
         err = await read_openai_error(resp, 502, "upstream_unreachable")
         assert f"http://127.0.0.1:{port}" in err["message"]
         assert "hunter2" not in err["message"] and "ops@" not in err["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_read_timeout_applies(make_gateway: Any, fake_ollama: FakeOllama,
+                                    stream: bool) -> None:
+    """Ollama silent for longer than read_timeout: a 504 before the answer, an error frame
+    after it started; never a hang."""
+    client = await make_gateway(read_timeout=0.3)
+    secret = create_test_key(client.app)
+    fake_ollama.push("chat", Script(lines=[{"message": {"content": "a"}},
+                                           {"message": {"content": "b"}}], delay=1.0))
+    resp = await client.post(CHAT, json={"model": "llama3.2", "messages": MSG,
+                                         "stream": stream}, headers=auth_headers(secret))
+    if stream:
+        assert resp.status == 200
+        raw = (await resp.read()).decode()
+        error = json.loads(raw.strip().split("data: ")[-1])["error"]
+        assert error["code"] == "upstream_error" and "timed out" in error["message"]
+    else:
+        err = await read_openai_error(resp, 504, "upstream_timeout")
+        assert fake_ollama.url in err["message"]
