@@ -19,6 +19,7 @@ from api.chat_response import (
     merge_usage,
 )
 from api.errors import APIError, bad_request
+from api.image_formats import convert_images
 from api.images import resolve_images
 from api.options import OptionError
 from api.params import reasoning_mode
@@ -94,6 +95,9 @@ class ChatHandler:
                 max_bytes=int(registry.setting("image_max_bytes")),
                 time_limit=float(registry.setting("image_timeout")),
                 allow_private=bool(registry.setting("image_allow_private")))
+        if plan.has_images:
+            await convert_images(plan.native["messages"])
+
         def translator(i: int) -> ChoiceTranslator:
             return ChoiceTranslator(index=i, reasoning_mode=mode, tool_choice=plan.tool_choice,
                                     parallel_tool_calls=plan.parallel_tool_calls,

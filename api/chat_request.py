@@ -24,7 +24,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ class ChatPlan:
     parallel_tool_calls: bool = True
     logprobs: bool = False
     image_urls: list[str] = field(default_factory=list)
+    has_images: bool = False
 
 
 def from_chat_request(body: Mapping[str, Any], *, model: str, capabilities: set[str] | None,
@@ -105,8 +106,9 @@ def from_chat_request(body: Mapping[str, Any], *, model: str, capabilities: set[
         raise OptionError("messages", f"Too many image URLs: {len(plan.image_urls)} (at most "
                                       f"{MAX_IMAGE_URLS} per request); send the others as "
                                       "base64 data: URLs.")
+    plan.has_images = any(m.get("images") for m in messages)
     if (capabilities is not None and "vision" not in capabilities
-            and any(m.get("images") for m in messages)):
+            and _has_image_parts(body["messages"])):
         # Ollama would answer without looking at the image (or fail); say so instead.
         raise OptionError("messages", f"The model '{model}' does not support images.")
     return plan
@@ -132,6 +134,13 @@ def _int(body: Mapping[str, Any], name: str, default: int, low: int, high: int) 
     if not low <= value <= high:
         raise OptionError(name, f"'{name}' must be between {low} and {high}.")
     return value
+
+
+def _has_image_parts(messages: Sequence[Any]) -> bool:
+    """Whether any message has an image_url part (input_audio also lands in `images`)."""
+    return any(isinstance(m, Mapping) and isinstance(m.get("content"), list)
+               and any(isinstance(p, Mapping) and p.get("type") == "image_url"
+                       for p in m["content"]) for m in messages)
 
 
 def _reasoning_details(details: Any) -> str | None:

@@ -386,3 +386,10 @@ def test_gpt_oss_true_think_becomes_a_level() -> None:
                                model="gpt-oss:20b", capabilities={"thinking"}, overrides={},
                                enforce={}, defaults={}).native
     assert native["think"] == "medium"
+
+
+def test_audio_is_not_an_image_for_the_vision_check() -> None:
+    audio = {"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}]}
+    native = _plan({"messages": [audio]}, {"completion", "audio"})
+    assert native["messages"][0]["images"] == ["UklGRg=="]
