@@ -111,6 +111,10 @@ class ModelCatalog:
                 tags[canonical_model(name)] = entry
         self._tags = tags
         self._fetched_at = time.monotonic()
+        if self.client.version is None:  # for system_fingerprint; a failure is no failure
+            with contextlib.suppress(APIError):
+                version = (await self.client.request_json("GET", "/api/version")).get("version")
+                self.client.version = version if isinstance(version, str) else None
 
     async def _fresh(self) -> None:
         """Refresh when the list was never fetched or is older than the TTL."""

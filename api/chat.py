@@ -16,6 +16,7 @@ from api.chat_response import (
     chunk,
     completion,
     completion_id,
+    fingerprint,
     merge_usage,
 )
 from api.errors import APIError, bad_request
@@ -124,7 +125,8 @@ class ChatHandler:
                 translators[retry.index] = retry
         usage = self._account(call, translators, spent)
         return web.json_response(completion(completion_id(), int(time.time()), label,
-                                            [t.choice() for t in translators], usage))
+                                            [t.choice() for t in translators], usage,
+                                            fingerprint(request.app[UPSTREAM].version)))
 
     @staticmethod
     async def _read(request: web.Request, call: V1Call, translators: list[ChoiceTranslator],
@@ -171,7 +173,8 @@ class ChatHandler:
         self.streams.add(sse)
         cid, created = completion_id(), int(time.time())
         include_usage = plan.include_usage
-        encoder = ChunkEncoder(cid, created, label, include_usage)
+        fp = fingerprint(request.app[UPSTREAM].version)
+        encoder = ChunkEncoder(cid, created, label, include_usage, fp)
         finished = False
         try:
             await sse.open()
@@ -187,7 +190,7 @@ class ChatHandler:
                         finished = True
                         usage = self._account(call, translators)
                         if include_usage:
-                            frames.append(frame(chunk(cid, created, label, [], True, usage)))
+                            frames.append(frame(chunk(cid, created, label, [], True, usage, fp)))
                         await sse.done(frames)
                     else:
                         await sse.send_frames(frames)

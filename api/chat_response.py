@@ -17,6 +17,11 @@ from typing import Any
 
 FINGERPRINT = "fp_ollama"
 
+
+def fingerprint(version: str | None) -> str:
+    """The system_fingerprint: `fp_ollama_<version>` once the server's version is known."""
+    return f"{FINGERPRINT}_{version}" if version else FINGERPRINT
+
 # One encoder for every SSE frame: json.dumps(..., ensure_ascii=False) builds a new
 # JSONEncoder per call, which is a measurable share of a stream's cost (a frame per token).
 encode_json = json.JSONEncoder(ensure_ascii=False).encode
@@ -258,9 +263,10 @@ def _str(value: Any) -> str:
 class ChunkEncoder:
     """Encodes the SSE frames of one stream; the constant envelope is encoded once."""
 
-    def __init__(self, cid: str, created: int, model: str, include_usage: bool) -> None:
+    def __init__(self, cid: str, created: int, model: str, include_usage: bool,
+                 system_fingerprint: str = FINGERPRINT) -> None:
         head = json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
-                           "model": model, "system_fingerprint": FINGERPRINT},
+                           "model": model, "system_fingerprint": system_fingerprint},
                           ensure_ascii=False)
         self._head = b"data: " + head[:-1].encode() + b', "choices": ['
         self._tail = b'], "usage": null}\n\n' if include_usage else b"]}\n\n"
@@ -272,10 +278,11 @@ class ChunkEncoder:
 
 
 def chunk(cid: str, created: int, model: str, choices: list[dict[str, Any]],
-          include_usage: bool, usage: dict[str, Any] | None = None) -> dict[str, Any]:
+          include_usage: bool, usage: dict[str, Any] | None = None,
+          system_fingerprint: str = FINGERPRINT) -> dict[str, Any]:
     """A chat.completion.chunk envelope (usage:null on ordinary chunks when usage is asked)."""
     out: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created,
-                           "model": model, "system_fingerprint": FINGERPRINT,
+                           "model": model, "system_fingerprint": system_fingerprint,
                            "choices": choices}
     if include_usage:
         out["usage"] = usage
@@ -283,10 +290,10 @@ def chunk(cid: str, created: int, model: str, choices: list[dict[str, Any]],
 
 
 def completion(cid: str, created: int, model: str, choices: list[dict[str, Any]],
-               usage: dict[str, Any]) -> dict[str, Any]:
+               usage: dict[str, Any], system_fingerprint: str = FINGERPRINT) -> dict[str, Any]:
     """A chat.completion object."""
     return {"id": cid, "object": "chat.completion", "created": created, "model": model,
-            "system_fingerprint": FINGERPRINT, "choices": choices, "usage": usage}
+            "system_fingerprint": system_fingerprint, "choices": choices, "usage": usage}
 
 
 def to_chat_completion(lines: list[Mapping[str, Any]], model: str,

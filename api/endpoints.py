@@ -9,7 +9,7 @@ from aiohttp import web
 
 from api.catalog import ModelInfo
 from api.chat import open_all
-from api.chat_response import FINGERPRINT, completion_id, merge_usage
+from api.chat_response import FINGERPRINT, completion_id, fingerprint, merge_usage
 from api.completions import (
     TextChoice,
     embed_request,
@@ -26,10 +26,11 @@ from appkeys import CATALOG, UPSTREAM
 
 
 def _envelope(cid: str, created: int, label: str, choices: list[dict[str, Any]],
-              usage: dict[str, Any] | None, with_usage: bool) -> dict[str, Any]:
+              usage: dict[str, Any] | None, with_usage: bool,
+              system_fingerprint: str = FINGERPRINT) -> dict[str, Any]:
     """A text_completion object (or stream chunk)."""
     out: dict[str, Any] = {"id": cid, "object": "text_completion", "created": created,
-                           "model": label, "system_fingerprint": FINGERPRINT,
+                           "model": label, "system_fingerprint": system_fingerprint,
                            "choices": choices}
     if with_usage:
         out["usage"] = usage
@@ -61,6 +62,7 @@ class Endpoints:
         upstreams = await open_all(request, "/api/generate", plan.natives)
         label = body["model"]
         cid, created = completion_id("cmpl"), int(time.time())
+        fp = fingerprint(request.app[UPSTREAM].version)
         n_prompts = len(set(plan.prompts))
         if not plan.stream:
             parts: list[list[dict[str, Any] | None]] = [[] for _ in choices]
@@ -79,7 +81,7 @@ class Endpoints:
             usage = self._usage(call, choices, n_prompts)
             return web.json_response(_envelope(
                 cid, created, label, [c.choice(merge_logprobs(parts[c.index])) for c in choices],
-                usage, True))
+                usage, True, fp))
         sse = SSEStream(request, call.headers)
         sse.upstreams = upstreams
         self.streams.add(sse)
@@ -93,14 +95,15 @@ class Endpoints:
                         chosen = choices[i].feed(line)
                         if chosen is not None:
                             frames.append(frame(_envelope(cid, created, label, [chosen], None,
-                                                          plan.include_usage)))
+                                                          plan.include_usage, fp)))
                     if frames:
                         call.first_token()
                     if not finished and all(c.final is not None for c in choices):
                         finished = True  # usage and [DONE] go out with the last frames
                         usage = self._usage(call, choices, n_prompts)
                         if plan.include_usage:
-                            frames.append(frame(_envelope(cid, created, label, [], usage, True)))
+                            frames.append(frame(_envelope(cid, created, label, [], usage,
+                                                          True, fp)))
                         await sse.done(frames)
                     else:
                         await sse.send_frames(frames)

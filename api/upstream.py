@@ -104,6 +104,7 @@ class OllamaClient:
                  read_timeout: float = 600.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.shown_url = shown_url(self.base_url)
+        self.version: str | None = None  # the server's, once the catalog has asked
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._session: aiohttp.ClientSession | None = None
@@ -137,6 +138,7 @@ class OllamaClient:
         """Point at another Ollama server (the admin changed the URL)."""
         self.base_url = base_url.rstrip("/")
         self.shown_url = shown_url(self.base_url)
+        self.version: str | None = None  # the server's, once the catalog has asked
 
     async def open_stream(self, path: str, body: dict[str, Any]) -> UpstreamStream:
         """POST and return the open NDJSON stream; a non-200 status raises APIError."""

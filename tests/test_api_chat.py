@@ -32,6 +32,7 @@ async def test_plain_chat_non_stream(sdk: Any, fake_ollama: FakeOllama) -> None:
     assert resp.object == "chat.completion"
     assert resp.id.startswith("chatcmpl-") and len(resp.id) == len("chatcmpl-") + 32
     assert resp.model == "llama3.2"
+    assert resp.system_fingerprint == "fp_ollama_0.33.0"  # from the fake's /api/version
     assert resp.choices[0].message.content == "Echo: say hi"
     assert resp.choices[0].message.role == "assistant"
     assert resp.choices[0].finish_reason == "stop"
@@ -364,7 +365,7 @@ async def test_raw_sse_frames_are_exactly_openais(make_gateway: Any, fake_ollama
         envelope.add("usage")
     assert all(set(f) == envelope for f in frames)
     assert all(f["object"] == "chat.completion.chunk" and f["model"] == "qwen3:8b"
-               for f in frames)
+               and f["system_fingerprint"] == "fp_ollama_0.33.0" for f in frames)
     *content, finish = [f for f in frames if f["choices"]]
     assert [f["choices"][0]["delta"] for f in content] == [
         {"role": "assistant", "reasoning_content": "hm"}, {"content": "Hi"},

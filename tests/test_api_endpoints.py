@@ -37,6 +37,7 @@ async def test_completions_non_stream_with_echo_and_logprobs(sdk: Any,
                                         logprobs=2, max_tokens=50)
     choice = resp.choices[0]
     assert resp.object == "text_completion" and resp.id.startswith("cmpl-")
+    assert resp.system_fingerprint == "fp_ollama_0.33.0"
     assert choice.text == "hi thereEcho: hi there"
     assert choice.logprobs.tokens == ["Echo:", " hi", " there"]
     assert choice.logprobs.text_offset == [8, 13, 16]
