@@ -138,7 +138,7 @@ class OllamaClient:
         """Point at another Ollama server (the admin changed the URL)."""
         self.base_url = base_url.rstrip("/")
         self.shown_url = shown_url(self.base_url)
-        self.version: str | None = None  # the server's, once the catalog has asked
+        self.version = None  # a different server: ask its version again
 
     async def open_stream(self, path: str, body: dict[str, Any]) -> UpstreamStream:
         """POST and return the open NDJSON stream; a non-200 status raises APIError."""
