@@ -21,6 +21,7 @@ import pytest
 from gateway import create_app
 from state.config import parse_config
 from tests.fake_ollama import FakeOllama, Script
+from tests.process_helpers import wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 SHUTDOWN_TIMEOUT = 6.0
@@ -56,19 +57,8 @@ class Gateway:
 
     async def wait_ready(self, timeout: float = 20.0) -> None:
         """Wait until /healthz answers."""
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.proc.returncode is not None:
-                    raise AssertionError(f"gateway exited early:\n{self.output}")
-                try:
-                    async with session.get(self.base + "/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"gateway did not become ready:\n{self.output}")
+        await wait_healthy(self.base, lambda: self.proc.returncode is not None,
+                           lambda: self.output, timeout)
 
     async def wait_exit(self, timeout: float) -> int:
         """Wait for the process to exit; return its exit code."""

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from state.registry import hash_secret
 from state.store import StateFile
+from tests.process_helpers import wait_healthy
 from tests.test_auth import NEW_PW, basic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,20 +59,10 @@ class GatewayProcess:
 
     async def ready(self, timeout: float = 30.0) -> None:
         """Wait until /healthz answers."""
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as s:
-            while time.monotonic() < deadline:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"gateway exited: {self.log.read_text()[-3000:]}")
-                try:
-                    async with s.get(self.url + "/healthz") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"gateway did not start: {self.log.read_text()[-3000:]}")
+        assert self.proc is not None
+        proc = self.proc
+        await wait_healthy(self.url, lambda: proc.poll() is not None,
+                           lambda: self.log.read_text()[-3000:], timeout)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks run."""
