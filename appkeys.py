@@ -9,8 +9,9 @@ from aiohttp import web
 if TYPE_CHECKING:
     from aiohttp import ClientSession
 
-    from api.catalog import ModelCatalog
-    from api.upstream import OllamaClient
+    from api.core.catalog import ModelCatalog
+    from api.core.resources import Started
+    from api.core.upstream import OllamaClient
     from state.config import Config
     from state.limits import Limiter
     from state.registry import Registry
@@ -24,4 +25,5 @@ CATALOG: web.AppKey[ModelCatalog] = web.AppKey("catalog")
 USAGE: web.AppKey[UsageRecorder] = web.AppKey("usage")
 LIMITER: web.AppKey[Limiter] = web.AppKey("limiter")
 AUTH: web.AppKey[AuthState] = web.AppKey("auth")
-IMAGES: web.AppKey[ClientSession] = web.AppKey("images")  # image URL fetches (api.images)
+IMAGES: web.AppKey[ClientSession] = web.AppKey("images")  # image URL fetches (api.core.images)
+STARTED: web.AppKey[Started] = web.AppKey("started")

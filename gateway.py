@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from api.app import setup_api
+from api.core.resources import setup_resources
 from api.ops import setup_ops
 from appkeys import CONFIG, REGISTRY
 from logs import setup_request_ids
-from state import setup_state
 from state.config import Config, ConfigError, load_config
 from web import setup_admin
 
@@ -30,7 +30,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     setup_request_ids(app)
-    setup_state(app)
+    setup_resources(app)
     setup_api(app)
     setup_admin(app)
     setup_ops(app)
@@ -84,8 +84,7 @@ def _register_stored_secrets(config: Config) -> None:
 
 async def serve(app: web.Application, config: Config) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully (aiohttp's normal sequence)."""
-    from api.upstream import shown_url
-    from logs import AccessLog
+    from logs import AccessLog, shown_url
 
     # handler_cancellation: a client that disconnects cancels its handler, so a stream's
     # upstream request is closed at once (the same setting aiohttp's test server uses).

@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from yarl import URL
 
 if TYPE_CHECKING:  # a runtime import would make `import logs` depend on the whole state package
     from state.config import Config
@@ -70,7 +71,7 @@ def redact(text: str) -> str:
     return text
 
 
-# Request ids are unique, not secret: see api.chat_response.fast_random for why not urandom.
+# Request ids are unique, not secret: see api.openai.chat_response.fast_random for why not urandom.
 _ids = random.Random()
 
 
@@ -219,3 +220,14 @@ class AccessLog(AbstractAccessLogger):
     def enabled(self) -> bool:
         """Skip the work when the access logger is silenced."""
         return self.logger.isEnabledFor(logging.DEBUG) or self.logger.isEnabledFor(logging.INFO)
+
+
+def shown_url(url: str) -> str:
+    """The URL as it may appear in messages and logs: any user:password@ removed."""
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        return "the configured Ollama URL"
+    if parsed.user is None and parsed.password is None:
+        return url
+    return str(parsed.with_user(None)).rstrip("/")

@@ -1,4 +1,4 @@
-"""Operations endpoints: /healthz, /readyz and /metrics, plus the usage recorder's lifecycle."""
+"""Operations endpoints: /healthz, /readyz and /metrics."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.errors import APIError
-from appkeys import CONFIG, REGISTRY, UPSTREAM, USAGE
+from api.core.errors import APIError
+from appkeys import REGISTRY, STARTED, UPSTREAM, USAGE
 from state.usage_metrics import TTLCache, UsageMetrics, endpoint_label
 
 log = logging.getLogger(__name__)
@@ -30,28 +29,10 @@ class Ops:
     def __init__(self, app: web.Application) -> None:
         self.app = app
         self.metrics = UsageMetrics()
-        self.started = False
         self._ps = TTLCache(PS_CACHE_SECONDS)
         self._ready = TTLCache(READY_CACHE_SECONDS)
         self._ps_lock = asyncio.Lock()
         self._ready_lock = asyncio.Lock()
-
-    # -- lifecycle ----------------------------------------------------------------------------
-    async def usage_ctx(self, app: web.Application) -> AsyncIterator[None]:
-        """Open the usage database after state has loaded; flush and close it at shutdown."""
-        recorder = app[USAGE]
-        if recorder.data_dir is None:
-            recorder.data_dir = app[CONFIG].data_path
-        if recorder.settings is None:
-            recorder.settings = app[REGISTRY].setting
-        await recorder.start()
-        # Registered after the state's cleanup_ctx, so getting here means state loaded.
-        self.started = True
-        try:
-            yield
-        finally:
-            self.started = False
-            await recorder.close()
 
     @web.middleware
     async def in_flight(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -80,7 +61,7 @@ class Ops:
                     result = await self._check_ready()
                     self._ready.put(result)
         checks: dict[str, Any] = dict(result)
-        checks["state"] = "ok" if self.started else "loading"
+        checks["state"] = "ok" if self.app[STARTED].value else "loading"
         checks["usage_db"] = "ok" if self.app[USAGE].available else "unavailable"
         ready = checks["state"] == "ok" and checks["ollama"] == "ok"
         return web.json_response({"status": "ready" if ready else "not ready",
@@ -145,7 +126,6 @@ def setup_ops(app: web.Application) -> None:
     """Register /healthz, /readyz, /metrics, the in-flight middleware and the usage store."""
     ops = Ops(app)
     ops.metrics.watch_recorder(app[USAGE])
-    app.cleanup_ctx.append(ops.usage_ctx)
     app.middlewares.append(ops.in_flight)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from api.options import OptionError, validate_overrides
+from state.options import OptionError, validate_overrides
 
 REASONING_MODES = ("reasoning_content", "reasoning", "both", "inline", "hidden")
 

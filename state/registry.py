@@ -174,6 +174,9 @@ class Registry:
         # Seconds hot counters (last used, request count) wait before being saved.
         self.flush_delay = 2.0
         self.writer: StateWriter | None = None
+        # Called after anything that may change an effective setting (a config reload, an
+        # admin edit, a state.json written by the CLI): the upstream pool follows ollama_url.
+        self.listeners: list[Callable[[], None]] = []
 
     # -- state ----------------------------------------------------------------------------
     def current(self) -> RegistryState:
@@ -193,6 +196,17 @@ class Registry:
             for old, _until in key.previous:
                 by_hash.setdefault(old, key.id)
         self._by_hash = by_hash
+        self.notify()
+
+    def replace_config(self, config: Config) -> None:
+        """Make a newly loaded config.yaml the running config."""
+        self.config = config
+        self.notify()
+
+    def notify(self) -> None:
+        """Tell the listeners that settings may have changed."""
+        for listener in self.listeners:
+            listener()
 
     async def mutate(self, op: Callable[[RegistryState], T]) -> T:
         """Apply `op` and return once the change is on disk (op validates before it mutates)."""

@@ -1,9 +1,9 @@
 """Hot reload: config.yaml and state.json are watched and re-read without a restart.
 
 A background task checks both files every `registry.poll_interval` seconds (mtime/size).
-A changed config.yaml is parsed again: on success it replaces `registry.config` (the upstream
-client follows a new `ollama_url` and the model catalog is invalidated); an invalid edit is
+A changed config.yaml is parsed again: on success it replaces `registry.config`; an invalid edit is
 refused with an ERROR naming the file and line, and the last good config stays in force.
+The registry's listeners hear of every change (the upstream client follows `ollama_url`).
 A state.json changed by someone else (the CLI) is reloaded so its keys work at once.
 Settings in RESTART_SETTINGS are only read at startup; changing them logs a warning.
 See state/registry.py for which setting wins where.
@@ -14,13 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
 
-from aiohttp import web
-
-from api.upstream import shown_url
-from appkeys import CATALOG, REGISTRY, UPSTREAM
-from state.config import Config, ConfigError, load_config
+from state.config import ConfigError, load_config
+from state.registry import Registry
 
 log = logging.getLogger(__name__)
 # Read once at startup (listening socket, files, cookie key, HTTP client, logging).
@@ -40,31 +36,8 @@ def _mtime(path: str | None) -> tuple[int, int] | None:
     return (st.st_mtime_ns, st.st_size)
 
 
-def apply_config(app: web.Application, new: Config) -> None:
-    """Make `new` the running config and point the upstream client at its Ollama URL."""
-    registry = app[REGISTRY]
-    before = registry.setting("ollama_url")
-    registry.config = new
-    after_config_url(app, before)
-
-
-def after_config_url(app: web.Application, before: str) -> None:
-    """Follow a changed effective Ollama URL (config reload or admin edit)."""
-    url = app[REGISTRY].setting("ollama_url")
-    if url == before:
-        return
-    upstream = app.get(UPSTREAM)
-    if upstream is not None:
-        upstream.set_base_url(url)
-    catalog: Any = app.get(CATALOG)
-    if catalog is not None and hasattr(catalog, "invalidate"):
-        catalog.invalidate()
-    log.info("Ollama URL is now %s", shown_url(url))
-
-
-async def reload_config(app: web.Application) -> bool:
+async def reload_config(registry: Registry) -> bool:
     """Re-read config.yaml now; True if a new config was applied."""
-    registry = app[REGISTRY]
     path = registry.config.path
     if not path:
         return False
@@ -81,7 +54,7 @@ async def reload_config(app: web.Application) -> bool:
         log.warning("config.yaml changed %s; that takes effect only after a restart",
                     ", ".join(fixed))
     was_open = registry.setting("auth") == "none"
-    apply_config(app, new)
+    registry.replace_config(new)
     log.info("reloaded %s", path)
     if registry.setting("auth") == "none" and not was_open:
         log.warning("!!! auth: none - /v1 now accepts requests WITHOUT an API key. Use this "
@@ -89,9 +62,8 @@ async def reload_config(app: web.Application) -> bool:
     return True
 
 
-async def watch(app: web.Application) -> None:
+async def watch(registry: Registry) -> None:
     """Poll config.yaml and state.json for changes until cancelled."""
-    registry = app[REGISTRY]
     seen = _mtime(registry.config.path)
     while True:
         await asyncio.sleep(registry.poll_interval)
@@ -99,7 +71,7 @@ async def watch(app: web.Application) -> None:
             now = _mtime(registry.config.path)
             if now != seen and now is not None:
                 seen = now
-                await reload_config(app)
+                await reload_config(registry)
             if registry.writer is not None:
                 await registry.writer.reload_if_changed()
         except Exception:  # the watcher must survive anything; the cause goes to the log

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from api.options import OLLAMA_OPTIONS
+from state.options import OLLAMA_OPTIONS
 from web.pages_dashboard import loaded_rows
 from web.pages_util import fmt_ago, fmt_bytes, fmt_num, fmt_time, input_value, option_rows, ticks
 

@@ -10,7 +10,7 @@ import openai
 import pytest
 from aiohttp import web
 
-from api.images import is_public
+from api.core.images import is_public
 from tests.conftest import auth_headers, create_test_key, read_openai_error
 from tests.fake_ollama import FakeModel, FakeOllama, fake_vector
 

@@ -340,7 +340,8 @@ def test_js_examples_parse(body: str, tmp_path: Path) -> None:
 
 
 def test_request_limits_match_the_code() -> None:
-    from api import chat_request, completions, images
+    from api.core import images
+    from api.openai import chat_request, completions
 
     text = " ".join(section("API reference").split())
     assert f"`n` at most {chat_request.MAX_N}," in text and completions.MAX_N == chat_request.MAX_N

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from api.errors import APIError
-from api.image_formats import convert_images, needs_png, to_png
+from api.core.errors import APIError
+from api.core.image_formats import convert_images, needs_png, to_png
 from tests.conftest import auth_headers, create_test_key
 from tests.fake_ollama import FakeOllama
 

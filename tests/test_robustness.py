@@ -759,11 +759,10 @@ async def test_ollama_credentials_not_shown(make_gateway: Any,
 async def test_ollama_url_change_is_logged_without_credentials(
         make_gateway: Any, caplog: pytest.LogCaptureFixture) -> None:
     """A changed Ollama URL (reload or admin edit) is logged as the shown URL."""
-    from state.reload import after_config_url
-
-    client = await make_gateway(ollama_url="http://ops:hunter2-pw@127.0.0.1:9")
-    caplog.set_level("INFO", logger="state.reload")
-    after_config_url(client.app, "http://127.0.0.1:8")
+    client = await make_gateway()
+    registry = client.app[REGISTRY]
+    caplog.set_level("INFO", logger="api.core.resources")
+    registry.replace_config(registry.config.replace(ollama_url="http://ops:hunter2-pw@127.0.0.1:9"))
     assert "Ollama URL is now http://127.0.0.1:9" in caplog.text
     assert "hunter2-pw" not in caplog.text
 
@@ -948,10 +947,10 @@ async def test_image_guard_refuses_loopback_in_every_spelling(gw: TestClient,
 @pytest.fixture
 async def public_host(aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch) -> ImageHost:
     """An ImageHost on 127.0.0.2, which the guard is made to treat as a public address."""
-    import api.images
+    import api.core.images
 
-    real = api.images.is_public
-    monkeypatch.setattr(api.images, "is_public", lambda a: a == "127.0.0.2" or real(a))
+    real = api.core.images.is_public
+    monkeypatch.setattr(api.core.images, "is_public", lambda a: a == "127.0.0.2" or real(a))
     host = ImageHost()
     server = await aiohttp_server(host.app, host="127.0.0.2")
     host.port = server.port

@@ -6,11 +6,16 @@ from typing import Any
 
 import pytest
 
-from api.chat_request import convert_messages, convert_tools, from_chat_request, response_format
-from api.completions import embed_request, encode_vector, from_completion_request
-from api.options import OptionError
-from api.params import layer_params, native_fields, read_params, reasoning_mode
-from api.schema import normalize_parameters
+from api.core.params import layer_params, native_fields, read_params, reasoning_mode
+from api.core.schema import normalize_parameters
+from api.openai.chat_request import (
+    convert_messages,
+    convert_tools,
+    from_chat_request,
+    response_format,
+)
+from api.openai.completions import embed_request, encode_vector, from_completion_request
+from state.options import OptionError
 
 PNG = "iVBORw0KGgo="  # 8 bytes of PNG signature, valid base64
 

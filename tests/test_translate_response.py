@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from api.chat_response import ChoiceTranslator, finish_reason, merge_usage, usage_of
-from api.completions import TextChoice, merge_logprobs, to_embeddings
+from api.openai.chat_response import ChoiceTranslator, finish_reason, merge_usage, usage_of
+from api.openai.completions import TextChoice, merge_logprobs, to_embeddings
 
 
 def line(content: str = "", thinking: str | None = None, calls: list[Any] | None = None,
@@ -208,7 +208,7 @@ def test_named_tool_choice_synthesizes_the_call(lines: list[Any], expected_chunk
 def test_chunk_encoder_matches_chunk(include_usage: bool) -> None:
     import json
 
-    from api.chat_response import ChunkEncoder, chunk
+    from api.openai.chat_response import ChunkEncoder, chunk
 
     choice = ch({"content": "é \"q\""})
     encoded = ChunkEncoder("chatcmpl-1", 7, "m/x", include_usage).frame(choice)

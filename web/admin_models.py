@@ -25,14 +25,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from api.errors import APIError
-from api.options import REASONING_OUTPUT_MODES, OptionError, validate_overrides
-from api.upstream import unreachable
+from api.core.errors import APIError
+from api.core.upstream import unreachable
 from appkeys import CATALOG, REGISTRY, UPSTREAM
 from state.config import SETTINGS, SETTINGS_BY_NAME, ConfigError, _check_value
 from state.keyfields import FieldError, _plain_text
+from state.options import REASONING_OUTPUT_MODES, OptionError, validate_overrides
 from state.registry import Registry, RegistryState, canonical_model
-from state.reload import after_config_url
 from web.jsonapi import AdminError, bad, read_json
 
 MODEL_FIELDS = frozenset({"display_name", "enabled", "overrides", "enforce",
@@ -266,9 +265,7 @@ async def patch_settings(request: web.Request) -> web.Response:
             else:
                 state.settings[name] = value
 
-    before = registry.setting("ollama_url")
-    await registry.mutate(op)
-    after_config_url(request.app, before)
+    await registry.mutate(op)  # the upstream follows a new ollama_url (registry listener)
     return await get_settings(request)
 
 

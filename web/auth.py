@@ -39,6 +39,7 @@ from aiohttp.typedefs import Handler
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography import fernet
 
+from api.core.clients import client_ip
 from appkeys import AUTH, CONFIG, REGISTRY
 from state.secrets import (
     DEFAULT_PASSWORD,
@@ -117,15 +118,6 @@ def is_https(request: web.Request) -> bool:
         if proto:
             return proto == "https"
     return request.scheme == "https"
-
-
-def client_ip(request: web.Request) -> str:
-    """The client address; the proxy's X-Forwarded-For entry only when trust_proxy is on."""
-    if request.app[REGISTRY].setting("trust_proxy"):
-        fwd = request.headers.get("X-Forwarded-For", "")
-        if fwd:
-            return fwd.split(",")[-1].strip()
-    return request.remote or "unknown"
 
 
 def _epoch(app: web.Application) -> str:

@@ -12,7 +12,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from api.errors import APIError
+from api.core.errors import APIError
 from appkeys import REGISTRY, UPSTREAM, USAGE
 from state import usage_query
 from state.usage import UsageUnavailable

@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from api.catalog import ModelInfo
-from api.errors import APIError
+from api.core.catalog import ModelInfo
+from api.core.errors import APIError
 from appkeys import CATALOG, REGISTRY
 from state.registry import Registry, canonical_model
 from web.pages_util import EDITOR_CHOICES, option_rows

@@ -15,15 +15,15 @@ from typing import Any
 
 from aiohttp import web
 
-from api.chat_request import from_chat_request
-from api.chat_response import to_chat_completion
-from api.errors import APIError
-from api.options import OptionError
-from api.params import reasoning_mode
-from api.upstream import UpstreamBroken
+from api.core.clients import client_ip
+from api.core.errors import APIError
+from api.core.params import reasoning_mode
+from api.core.upstream import UpstreamBroken
+from api.openai.chat_request import from_chat_request
+from api.openai.chat_response import to_chat_completion
 from appkeys import CATALOG, REGISTRY, UPSTREAM, USAGE
+from state.options import OptionError
 from state.usage import RequestRecord
-from web.auth import client_ip
 from web.jsonapi import AdminError, json_error, read_json
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from api.options import GATEWAY_PARAMS, OLLAMA_OPTIONS, REASONING_OUTPUT_MODES, THINK_LEVELS
+from state.options import GATEWAY_PARAMS, OLLAMA_OPTIONS, REASONING_OUTPUT_MODES, THINK_LEVELS
 
 # Input kinds the editor's JS knows how to check: int, float, bool, string[], think,
 # duration, reasoning.

@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from api.errors import APIError
+from api.core.errors import APIError
 
 # Formats a runner may fail on, by their first bytes.
 _CONVERT = (b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"\x00\x00\x01\x00")

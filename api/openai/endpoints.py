@@ -7,22 +7,22 @@ from typing import Any
 
 from aiohttp import web
 
-from api.catalog import ModelInfo
-from api.chat import open_all
-from api.chat_response import FINGERPRINT, completion_id, fingerprint, merge_usage
-from api.completions import (
+from api.core.catalog import ModelInfo
+from api.core.errors import bad_request, model_not_found
+from api.core.pipeline import CALL
+from api.core.relay import StreamFailed, merged
+from api.core.streaming import OpenStreams, SSEStream, frame
+from api.openai.chat import open_all
+from api.openai.chat_response import FINGERPRINT, completion_id, fingerprint, merge_usage
+from api.openai.completions import (
     TextChoice,
     embed_request,
     from_completion_request,
     merge_logprobs,
     to_embeddings,
 )
-from api.errors import bad_request, model_not_found
-from api.options import OptionError
-from api.pipeline import CALL
-from api.relay import StreamFailed, merged
-from api.streaming import OpenStreams, SSEStream, frame
 from appkeys import CATALOG, UPSTREAM
+from state.options import OptionError
 
 
 def _envelope(cid: str, created: int, label: str, choices: list[dict[str, Any]],

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from api.errors import APIError
-from api.upstream import OllamaClient
+from api.core.errors import APIError
+from api.core.upstream import OllamaClient
 from state.registry import Registry, canonical_model
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,16 @@ from typing import Any
 
 from aiohttp import web
 
-from api.chat_request import ChatPlan, from_chat_request
-from api.chat_response import (
+from api.core.errors import APIError, bad_request
+from api.core.image_formats import convert_images
+from api.core.images import resolve_images
+from api.core.params import reasoning_mode
+from api.core.pipeline import CALL, V1Call
+from api.core.relay import StreamFailed, merged
+from api.core.streaming import OpenStreams, SSEStream, frame
+from api.core.upstream import UpstreamStream
+from api.openai.chat_request import ChatPlan, from_chat_request
+from api.openai.chat_response import (
     ChoiceTranslator,
     ChunkEncoder,
     chunk,
@@ -19,16 +27,8 @@ from api.chat_response import (
     fingerprint,
     merge_usage,
 )
-from api.errors import APIError, bad_request
-from api.image_formats import convert_images
-from api.images import resolve_images
-from api.options import OptionError
-from api.params import reasoning_mode
-from api.pipeline import CALL, V1Call
-from api.relay import StreamFailed, merged
-from api.streaming import OpenStreams, SSEStream, frame
-from api.upstream import UpstreamStream
 from appkeys import CATALOG, IMAGES, REGISTRY, UPSTREAM
+from state.options import OptionError
 
 
 def native_bodies(native: dict[str, Any], n: int) -> list[dict[str, Any]]:

@@ -26,8 +26,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
-from api.chat_request import MAX_IMAGE_URLS
-from api.errors import APIError
+from api.core.content import MAX_IMAGE_URLS
+from api.core.errors import APIError
 from appkeys import IMAGES
 
 log = logging.getLogger(__name__)

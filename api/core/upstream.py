@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-from yarl import URL
 
-from api.errors import APIError
+from api.core.errors import APIError
+from logs import shown_url
 
 log = logging.getLogger(__name__)
 
@@ -183,17 +183,6 @@ class OllamaClient:
             raise APIError(502, f"Ollama at {self.shown_url} answered {path} with a non-object.",
                            code="upstream_error")
         return data
-
-
-def shown_url(url: str) -> str:
-    """The URL as it may appear in messages and logs: any user:password@ removed."""
-    try:
-        parsed = URL(url)
-    except (ValueError, TypeError):
-        return "the configured Ollama URL"
-    if parsed.user is None and parsed.password is None:
-        return url
-    return str(parsed.with_user(None)).rstrip("/")
 
 
 def unreachable(base_url: str, exc: BaseException) -> APIError:

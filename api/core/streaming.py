@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from api.chat_response import encode_json
-from api.upstream import UpstreamStream
+from api.core.upstream import UpstreamStream
+from api.core.wire import encode_json
 
 log = logging.getLogger(__name__)
 

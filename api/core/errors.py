@@ -1,6 +1,6 @@
 """The one error shape of /v1: OpenAI's {"error": {message, type, param, code}}.
 
-The middleware that applies it to every /v1 request is api.pipeline.v1_middleware.
+The middleware that applies it to every /v1 request is api.core.pipeline.v1_middleware.
 """
 
 from __future__ import annotations

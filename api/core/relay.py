@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from api.errors import APIError
-from api.upstream import UpstreamBroken, UpstreamStream
+from api.core.errors import APIError
+from api.core.upstream import UpstreamBroken, UpstreamStream
 
 
 class StreamFailed(Exception):

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.options import (
+from state.options import (
     OPTIONS_BY_NAME,
     REASONING_OUTPUT_MODES,
     OptionError,

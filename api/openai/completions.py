@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.chat_response import finish_reason, usage_of
-from api.options import OptionError
-from api.params import Params, apply_capabilities, layer_params, native_fields, read_params
+from api.core.params import Params, apply_capabilities, layer_params, native_fields, read_params
+from api.openai.chat_response import finish_reason, usage_of
+from state.options import OptionError
 
 MAX_N = 16
 MAX_PROMPTS = 32  # prompts in one request's `prompt` array

@@ -19,14 +19,14 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from api.catalog import ModelInfo
-from api.errors import APIError, model_not_found, read_json_object
+from api.core.catalog import ModelInfo
+from api.core.clients import client_ip
+from api.core.errors import APIError, model_not_found, read_json_object
 from appkeys import CATALOG, LIMITER, REGISTRY, USAGE
 from logs import REQUEST_ID, accept_request_id, request_id_var
 from state.limits import Admission, RateLimited
 from state.registry import ApiKey, AuthError, EffectiveModel
 from state.usage import RequestRecord
-from web.auth import client_ip
 
 log = logging.getLogger(__name__)
 

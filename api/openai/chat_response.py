@@ -8,12 +8,13 @@ accumulating the whole message for the non-streaming answer (`choice()`).
 from __future__ import annotations
 
 import json
-import random
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from api.core.wire import encode_json, random_id
 
 FINGERPRINT = "fp_ollama"
 
@@ -22,18 +23,11 @@ def fingerprint(version: str | None) -> str:
     """The system_fingerprint: `fp_ollama_<version>` once the server's version is known."""
     return f"{FINGERPRINT}_{version}" if version else FINGERPRINT
 
-# One encoder for every SSE frame: json.dumps(..., ensure_ascii=False) builds a new
-# JSONEncoder per call, which is a measurable share of a stream's cost (a frame per token).
-encode_json = json.JSONEncoder(ensure_ascii=False).encode
-# Ids are unique, not secret: a Mersenne Twister seeded from os.urandom suffices. os.urandom
-# itself releases the GIL for its syscall and then waits to get it back from the usage
-# writer thread, which profiles showed at several microseconds per call under load.
-fast_random = random.Random()
 
 
 def completion_id(prefix: str = "chatcmpl") -> str:
     """A unique id such as chatcmpl-<32 hex> (128 random bits; ids need not be secret)."""
-    return f"{prefix}-{fast_random.getrandbits(128):032x}"
+    return random_id(prefix)
 
 
 def call_id() -> str:

@@ -15,28 +15,29 @@ How `tool_choice` is honoured (Ollama cannot force a tool call natively):
   the end of the answer for this, also when streaming). A name not among `tools` is a 400.
 - `parallel_tool_calls: false`: only the first call the model makes is returned.
 
-http(s) image URLs are left in `images` as URLs; api.images fetches them before sending.
+http(s) image URLs are left in `images` as URLs; api.core.images fetches them before sending.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.options import OptionError
-from api.params import Params, apply_capabilities, layer_params, native_fields, read_params
-from api.schema import normalize_parameters
+from api.core.content import (
+    MAX_IMAGE_URLS,
+    check_base64,
+    image_source,
+    parse_arguments,
+    split_inline_thinking,
+)
+from api.core.params import Params, apply_capabilities, layer_params, native_fields, read_params
+from api.core.schema import normalize_parameters
+from state.options import OptionError
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
          "tool": "tool", "function": "tool"}
 MAX_N = 16
-MAX_IMAGE_URLS = 16  # http(s) image URLs per request (each is fetched: api.images)
-_URLSAFE_B64 = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 
 
 @dataclass
@@ -198,17 +199,6 @@ def convert_messages(messages: Any) -> list[dict[str, Any]]:
     return out
 
 
-def split_inline_thinking(text: str) -> tuple[str | None, str]:
-    """'<think>t</think>answer' -> ('t', 'answer'); other text -> (None, text)."""
-    stripped = text.lstrip()
-    if not stripped.startswith("<think>"):
-        return None, text
-    end = stripped.find("</think>")
-    if end < 0:
-        return None, text
-    return stripped[len("<think>"):end].strip(), stripped[end + len("</think>"):].lstrip()
-
-
 def _content(content: Any, where: str) -> tuple[str, list[str]]:
     """Message content (string, null or parts) -> (text, images)."""
     if content is None:
@@ -250,35 +240,6 @@ def _content(content: Any, where: str) -> tuple[str, list[str]]:
     return "\n".join(texts), images
 
 
-def image_source(url: str, param: str) -> str:
-    """A data: URL -> raw base64; an http(s) URL is kept for fetching."""
-    if url.startswith(("http://", "https://")):
-        return url
-    if url.startswith("data:"):
-        header, sep, data = url.partition(",")
-        if not sep or not header.endswith(";base64"):
-            raise OptionError(param, f"'{param}' must be a base64 data URL "
-                                     "(data:image/png;base64,...).")
-        return check_base64(data, param)
-    raise OptionError(param, f"'{param}' must be a data: URL or an http(s) URL.")
-
-
-def check_base64(data: Any, param: str) -> str:
-    """Validate standard base64 and return it padded, as Ollama wants."""
-    if not isinstance(data, str) or not data.strip():
-        raise OptionError(param, f"'{param}' must be base64 data.")
-    data = "".join(data.split())
-    data += "=" * (-len(data) % 4)
-    try:
-        base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        # URL-safe alphabet: re-encode in the standard one Ollama expects.
-        if not _URLSAFE_B64.match(data):
-            raise OptionError(param, f"'{param}' is not valid base64.") from None
-        data = base64.b64encode(base64.urlsafe_b64decode(data)).decode()
-    return str(data)
-
-
 def _tool_calls(calls: Any, where: str, names: dict[str, str]) -> list[dict[str, Any]]:
     """Assistant tool_calls -> native calls, arguments parsed leniently."""
     if not isinstance(calls, list):
@@ -297,23 +258,6 @@ def _tool_calls(calls: Any, where: str, names: dict[str, str]) -> list[dict[str,
             names[call_id] = fn["name"]
         out.append(native)
     return out
-
-
-def parse_arguments(arguments: Any) -> dict[str, Any]:
-    """OpenAI's arguments string -> object: "" is {}, invalid JSON is kept as {"_raw": ...}."""
-    if arguments is None:
-        return {}
-    if isinstance(arguments, Mapping):
-        return dict(arguments)
-    if not isinstance(arguments, str):
-        return {"_raw": json.dumps(arguments)}
-    if not arguments.strip():
-        return {}
-    try:
-        value = json.loads(arguments)
-    except json.JSONDecodeError:
-        return {"_raw": arguments}
-    return value if isinstance(value, dict) else {"_raw": arguments}
 
 
 def response_format(rf: Any) -> str | dict[str, Any] | None:

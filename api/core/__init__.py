@@ -1,0 +1,1 @@
+"""The protocol-neutral core: pipeline, stream service, upstream, catalog, translation helpers."""
