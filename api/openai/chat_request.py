@@ -31,8 +31,9 @@ from api.core.content import (
     parse_arguments,
     split_inline_thinking,
 )
-from api.core.params import Params, apply_capabilities, layer_params, native_fields, read_params
-from api.core.schema import normalize_parameters
+from api.core.native import chat_body, has_images, image_urls
+from api.core.params import read_params
+from api.core.tools import FunctionTool, ToolChoice, ToolPlan, plan_tools
 from state.options import OptionError
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
@@ -61,30 +62,12 @@ def from_chat_request(body: Mapping[str, Any], *, model: str, capabilities: set[
                       defaults: Mapping[str, Any]) -> ChatPlan:
     """Translate a whole chat request; raise OptionError naming the bad parameter."""
     messages = convert_messages(body.get("messages"))
-    params: Params = layer_params(read_params(body), overrides, enforce, defaults)
-    apply_capabilities(params, capabilities)
-    if params.think is True and "gpt-oss" in model:
-        params.think = "medium"  # gpt-oss only understands levels; true means medium
-    native: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
-    native.update(native_fields(params))
-    fmt = response_format(body.get("response_format"))
-    if fmt is not None:
-        native["format"] = fmt
-    tools, nudge, mode = convert_tools(body.get("tools"), body.get("tool_choice"))
-    if tools:
-        if capabilities is not None and "tools" not in capabilities:
-            raise OptionError("tools", f"The model '{model}' does not support tools.")
-        native["tools"] = tools
-    if nudge:
-        native["messages"] = [{"role": "system", "content": nudge}, *messages]
-    plan = ChatPlan(native=native, tool_choice=mode)
-    if mode == "named" and tools:
-        # Constrain the output to the function's arguments (the original, unnarrowed schema).
-        plan.forced_function = tools[0]["function"]["name"]
-        original = next(t["function"].get("parameters") for t in body["tools"]
-                        if t["function"]["name"] == plan.forced_function)
-        native["format"] = dict(original) if isinstance(original, Mapping) else {
-            "type": "object"}
+    tool_plan = plan_openai_tools(body.get("tools"), body.get("tool_choice"))
+    native = chat_body(model, messages, read_params(body), tool_plan,
+                       response_format(body.get("response_format")), capabilities=capabilities,
+                       overrides=overrides, enforce=enforce, defaults=defaults)
+    plan = ChatPlan(native=native, tool_choice=tool_plan.mode,
+                    forced_function=tool_plan.forced_function)
     plan.stream = _bool(body, "stream", False)
     stream_options = body.get("stream_options")
     if stream_options is not None:
@@ -101,13 +84,12 @@ def from_chat_request(body: Mapping[str, Any], *, model: str, capabilities: set[
             native["top_logprobs"] = _int(body, "top_logprobs", 0, 0, 20)
     elif body.get("top_logprobs") is not None:
         raise OptionError("top_logprobs", "'top_logprobs' requires 'logprobs': true.")
-    plan.image_urls = [img for m in messages for img in m.get("images", ())
-                       if img.startswith(("http://", "https://"))]
+    plan.image_urls = image_urls(messages)
     if len(plan.image_urls) > MAX_IMAGE_URLS:
         raise OptionError("messages", f"Too many image URLs: {len(plan.image_urls)} (at most "
                                       f"{MAX_IMAGE_URLS} per request); send the others as "
                                       "base64 data: URLs.")
-    plan.has_images = any(m.get("images") for m in messages)
+    plan.has_images = has_images(messages)
     if (capabilities is not None and "vision" not in capabilities
             and _has_image_parts(body["messages"])):
         # Ollama would answer without looking at the image (or fail); say so instead.
@@ -287,13 +269,26 @@ def response_format(rf: Any) -> str | dict[str, Any] | None:
                                               f"json_object or json_schema; got {kind!r}.")
 
 
-def convert_tools(tools: Any, choice: Any) -> tuple[list[dict[str, Any]], str | None, str]:
-    """Tools and tool_choice -> (native tools, system nudge or None, choice mode)."""
+def read_tool_choice(choice: Any) -> ToolChoice:
+    """OpenAI chat's tool_choice: none | auto | required | {"type": "function", ...}."""
+    if choice is None or choice in ("auto", "none", "required"):
+        return ToolChoice(choice or "auto")
+    if isinstance(choice, Mapping):
+        fn = choice.get("function")
+        name = fn.get("name") if isinstance(fn, Mapping) else None
+        if isinstance(name, str):
+            return ToolChoice("named", name)
+    raise OptionError("tool_choice", "'tool_choice' must be 'none', 'auto', 'required' or "
+                                     "{\"type\": \"function\", \"function\": {\"name\": …}}.")
+
+
+def read_tools(tools: Any) -> list[FunctionTool]:
+    """OpenAI chat's tools ({"type": "function", "function": {...}}) as FunctionTools."""
     if tools is None:
-        tools = []
+        return []
     if not isinstance(tools, list):
         raise OptionError("tools", "'tools' must be an array of tools.")
-    native: list[dict[str, Any]] = []
+    out: list[FunctionTool] = []
     for i, tool in enumerate(tools):
         fn = tool.get("function") if isinstance(tool, Mapping) else None
         if not isinstance(tool, Mapping) or tool.get("type", "function") != "function" or \
@@ -301,35 +296,22 @@ def convert_tools(tools: Any, choice: Any) -> tuple[list[dict[str, Any]], str | 
                 not fn["name"]:
             raise OptionError(f"tools[{i}]", f"'tools[{i}]' must be "
                                              "{\"type\": \"function\", \"function\": {\"name\"…}}.")
-        function: dict[str, Any] = {"name": fn["name"]}
-        if isinstance(fn.get("description"), str):
-            function["description"] = fn["description"]
         params = fn.get("parameters")
         if params is not None and not isinstance(params, Mapping):
             raise OptionError(f"tools[{i}].function.parameters",
                               f"'tools[{i}].function.parameters' must be a JSON Schema object.")
-        function["parameters"] = normalize_parameters(params or {"type": "object",
-                                                                 "properties": {}})
-        native.append({"type": "function", "function": function})
-    if choice is None or choice == "auto":
-        return native, None, "auto"
-    if choice == "none":
-        return [], None, "none"
-    if choice == "required":
-        if not native:
-            raise OptionError("tool_choice", "'tool_choice' is 'required' but no tools were "
-                                             "given.")
-        return native, ("You must respond by calling one of the provided tools; do not answer "
-                        "in plain text."), "required"
-    if isinstance(choice, Mapping):
-        fn = choice.get("function")
-        name = fn.get("name") if isinstance(fn, Mapping) else None
-        if isinstance(name, str):
-            chosen = [t for t in native if t["function"]["name"] == name]
-            if not chosen:
-                raise OptionError("tool_choice", f"'tool_choice' names the function {name!r}, "
-                                                 "which is not among 'tools'.")
-            return chosen, (f"You must respond by calling the function '{name}'; do not answer "
-                            "in plain text."), "named"
-    raise OptionError("tool_choice", "'tool_choice' must be 'none', 'auto', 'required' or "
-                                     "{\"type\": \"function\", \"function\": {\"name\": …}}.")
+        description = fn.get("description")
+        out.append(FunctionTool(fn["name"], description if isinstance(description, str)
+                                else None, params))
+    return out
+
+
+def plan_openai_tools(tools: Any, choice: Any) -> ToolPlan:
+    """OpenAI chat's tools and tool_choice planned for Ollama (api.core.tools)."""
+    return plan_tools(read_tools(tools), read_tool_choice(choice))
+
+
+def convert_tools(tools: Any, choice: Any) -> tuple[list[dict[str, Any]], str | None, str]:
+    """Tools and tool_choice -> (native tools, system nudge or None, choice mode)."""
+    plan = plan_openai_tools(tools, choice)
+    return plan.tools, plan.nudge, plan.mode
