@@ -13,13 +13,13 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from api.app import setup_api
 from api.core.resources import setup_resources
+from api.openai.app import openai_app
 from api.ops import setup_ops
-from appkeys import CONFIG, REGISTRY
+from appkeys import ADMIN, CONFIG, REGISTRY
 from logs import setup_request_ids
 from state.config import Config, ConfigError, load_config
-from web import setup_admin
+from web import admin_app
 
 log = logging.getLogger("gateway")
 DEFAULT_CONFIG = "config.yaml"
@@ -31,9 +31,10 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     setup_request_ids(app)
     setup_resources(app)
-    setup_api(app)
-    setup_admin(app)
     setup_ops(app)
+    app.add_subapp("/v1", openai_app())
+    app[ADMIN] = admin_app(config)
+    app.add_subapp("/admin", app[ADMIN])
     return app
 
 

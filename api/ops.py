@@ -9,12 +9,11 @@ import time
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.core.errors import APIError
-from appkeys import REGISTRY, STARTED, UPSTREAM, USAGE
-from state.usage_metrics import TTLCache, UsageMetrics, endpoint_label
+from appkeys import METRICS, REGISTRY, STARTED, UPSTREAM, USAGE
+from state.usage_metrics import TTLCache
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +27,21 @@ class Ops:
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
-        self.metrics = UsageMetrics()
+        self.metrics = app[METRICS]
         self._ps = TTLCache(PS_CACHE_SECONDS)
         self._ready = TTLCache(READY_CACHE_SECONDS)
         self._ps_lock = asyncio.Lock()
         self._ready_lock = asyncio.Lock()
 
-    @web.middleware
-    async def in_flight(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Count /v1 requests being handled (streams included: the handler writes them)."""
-        if not request.path.startswith("/v1/"):
-            return await handler(request)
-        gauge = self.metrics.in_flight_for(endpoint_label(request.path))
-        gauge.inc()
-        try:
-            return await handler(request)
-        finally:
-            gauge.dec()
-
     # -- probes -------------------------------------------------------------------------------
+    async def alive(self, request: web.Request) -> web.Response:
+        """HEAD /: the gateway answers."""
+        return web.Response(status=200)
+
+    async def to_admin(self, request: web.Request) -> web.Response:
+        """GET /: the admin."""
+        raise web.HTTPFound("/admin")
+
     async def healthz(self, request: web.Request) -> web.Response:
         """Liveness: the process answers."""
         return web.json_response({"status": "ok"})
@@ -123,10 +118,12 @@ class Ops:
 
 
 def setup_ops(app: web.Application) -> None:
-    """Register /healthz, /readyz, /metrics, the in-flight middleware and the usage store."""
+    """Register the root's routes: /healthz, /readyz, /metrics, and `/` (HEAD and GET)."""
     ops = Ops(app)
-    ops.metrics.watch_recorder(app[USAGE])
-    app.middlewares.append(ops.in_flight)
+    # Claude Code probes `HEAD /` before its first request; a browser opening `/` goes to
+    # the admin.
+    app.router.add_route("HEAD", "/", ops.alive)
+    app.router.add_get("/", ops.to_admin, allow_head=False)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", ops.metrics_handler)

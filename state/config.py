@@ -27,6 +27,7 @@ class Setting:
     env: str | None = None
     choices: tuple[str, ...] = ()
     admin: bool = False  # editable from the admin UI when config.yaml leaves it unset
+    maximum: int | None = None  # largest accepted value of a number setting
 
 
 # Every setting the gateway understands. The README's configuration reference is checked
@@ -88,6 +89,9 @@ SETTINGS: tuple[Setting, ...] = (
             "rows.", admin=True),
     Setting("content_retention_days", int, 7, "Stored prompt/response text is erased after "
             "this many days.", admin=True),
+    Setting("response_retention_days", int, 30, "Days a stored Responses API response "
+            "(store: true) is kept for previous_response_id and GET /v1/responses/{id}; 0 keeps "
+            "nothing.", admin=True, maximum=3650),
     Setting("shutdown_timeout", float, 30.0, "Seconds in-flight requests get to finish on "
             "SIGTERM."),
 )
@@ -144,6 +148,7 @@ class Config:
     usage_retention_rows: int = 1_000_000
     content_logging: bool = False
     content_retention_days: int = 7
+    response_retention_days: int = 30
     shutdown_timeout: float = 30.0
     path: str | None = None
     explicit: frozenset[str] = frozenset()
@@ -179,6 +184,8 @@ def _check_value(setting: Setting, value: Any, where: str) -> Any:
                           f"{', '.join(setting.choices)}; got {value!r}")
     if t in (int, float) and value < 0:
         raise ConfigError(f"{where}: `{setting.name}` must not be negative")
+    if setting.maximum is not None and value > setting.maximum:
+        raise ConfigError(f"{where}: `{setting.name}` must be at most {setting.maximum}")
     return value
 
 

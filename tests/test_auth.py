@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from appkeys import AUTH, REGISTRY
+from appkeys import ADMIN, AUTH, REGISTRY
 from web import auth
 
 NEW_PW = "correct horse battery"
@@ -166,7 +166,7 @@ async def test_login_throttled_per_user_and_ip(make_gateway: Any) -> None:
     # Another user name from the same IP is also throttled (per-IP counter).
     resp = await client.post("/admin/api/login", json={"username": "root", "password": "x"})
     assert resp.status == 429
-    client.app[AUTH].throttle.success(["ip:127.0.0.1", "user:admin"])
+    client.app[ADMIN][AUTH].throttle.success(["ip:127.0.0.1", "user:admin"])
     assert (await client.post("/admin/api/login",
                               json={"username": "admin", "password": "admin"})).status == 200
 
@@ -280,7 +280,7 @@ async def test_stranger_failures_delay_the_admin_only_briefly(make_gateway: Any)
     """M3 end to end: after many failures for 'admin' from other addresses, the real admin
     from a clean address gets in once the short per-user delay has passed."""
     client = await make_gateway(trust_proxy=True)
-    throttle = client.app[AUTH].throttle
+    throttle = client.app[ADMIN][AUTH].throttle
     for n in range(30):
         throttle.fail([f"ip:10.0.0.{n}", "user:admin"], 0.0)  # long ago: delays have passed
     resp = await client.post("/admin/api/login", headers={"X-Forwarded-For": "10.9.9.9"},

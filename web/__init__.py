@@ -1,20 +1,24 @@
-"""The browser admin and its JSON API under /admin."""
+"""The browser admin and its JSON API: the /admin sub-application."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from appkeys import CONFIG
+from state.config import Config
 
-def setup_admin(app: web.Application) -> None:
-    """Register the admin: auth and sessions, JSON API, usage API, pages and static files."""
+
+def admin_app(config: Config) -> web.Application:
+    """The /admin sub-app: sessions and the sign-in guard, JSON API, usage API and pages."""
     from web.admin_api import setup_admin_api
-    from web.auth import scope_to_admin, setup_auth
+    from web.auth import setup_auth
     from web.pages import setup_pages
     from web.usage_api import setup_usage_api
 
-    first = len(app.middlewares)
-    setup_auth(app)
-    setup_admin_api(app)
-    setup_usage_api(app)
-    setup_pages(app)
-    scope_to_admin(app, first)  # /v1 requests skip the admin's middlewares
+    admin = web.Application()
+    admin[CONFIG] = config  # the session key's cleanup_ctx reads it from this app
+    setup_auth(admin)
+    setup_admin_api(admin)
+    setup_usage_api(admin)
+    setup_pages(admin)
+    return admin

@@ -54,7 +54,7 @@ async def _fields(request: web.Request, *, creating: bool) -> dict[str, Any]:
 
 async def list_keys(request: web.Request) -> web.Response:
     """GET /admin/api/keys."""
-    keys = request.app[REGISTRY].keys.values()
+    keys = request.config_dict[REGISTRY].keys.values()
     return web.json_response({"keys": [key_json(k) for k in keys]})
 
 
@@ -69,7 +69,7 @@ async def create_key(request: web.Request) -> web.Response:
         return key
 
     try:
-        saved = await request.app[REGISTRY].mutate(op)
+        saved = await request.config_dict[REGISTRY].mutate(op)
     except FieldError as exc:
         raise _field_error(exc) from None
     log.info("admin created key %s (%s)", saved.id, saved.masked)
@@ -79,7 +79,7 @@ async def create_key(request: web.Request) -> web.Response:
 async def get_key(request: web.Request) -> web.Response:
     """GET /admin/api/keys/{id}."""
     key_id = request.match_info["id"]
-    key = request.app[REGISTRY].keys.get(key_id)
+    key = request.config_dict[REGISTRY].keys.get(key_id)
     if key is None:
         raise _not_found(key_id)
     return web.json_response(key_json(key))
@@ -101,7 +101,7 @@ async def update_key(request: web.Request) -> web.Response:
         return key
 
     try:
-        key = await request.app[REGISTRY].mutate(op)
+        key = await request.config_dict[REGISTRY].mutate(op)
     except FieldError as exc:
         raise _field_error(exc) from None
     return web.json_response(key_json(key))
@@ -117,7 +117,7 @@ async def delete_key(request: web.Request) -> web.Response:
             raise _not_found(key_id)
         return key
 
-    key = await request.app[REGISTRY].mutate(op)
+    key = await request.config_dict[REGISTRY].mutate(op)
     log.info("admin deleted key %s (%s)", key.id, key.masked)
     return web.json_response({"ok": True, "id": key.id, "name": key.name})
 
@@ -125,7 +125,7 @@ async def delete_key(request: web.Request) -> web.Response:
 async def rotate(request: web.Request) -> web.Response:
     """POST /admin/api/keys/{id}/rotate: a new secret; the old one works for the grace time."""
     key_id = request.match_info["id"]
-    registry = request.app[REGISTRY]
+    registry = request.config_dict[REGISTRY]
     grace = float(registry.setting("key_rotation_grace"))
     secrets: list[str] = []
 
@@ -145,10 +145,10 @@ def setup_admin_api(app: web.Application) -> None:
     """Register the admin JSON API routes (keys here, models and settings next door)."""
     from web.admin_models import setup_models_api
 
-    app.router.add_get("/admin/api/keys", list_keys)
-    app.router.add_post("/admin/api/keys", create_key)
-    app.router.add_get("/admin/api/keys/{id}", get_key)
-    app.router.add_patch("/admin/api/keys/{id}", update_key)
-    app.router.add_delete("/admin/api/keys/{id}", delete_key)
-    app.router.add_post("/admin/api/keys/{id}/rotate", rotate)
+    app.router.add_get("/api/keys", list_keys)
+    app.router.add_post("/api/keys", create_key)
+    app.router.add_get("/api/keys/{id}", get_key)
+    app.router.add_patch("/api/keys/{id}", update_key)
+    app.router.add_delete("/api/keys/{id}", delete_key)
+    app.router.add_post("/api/keys/{id}/rotate", rotate)
     setup_models_api(app)

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from api.core.errors import APIError
 from api.core.upstream import unreachable
-from appkeys import CATALOG, REGISTRY, UPSTREAM
+from appkeys import CATALOG, REGISTRY, UPSTREAM, AppState
 from state.config import SETTINGS, SETTINGS_BY_NAME, ConfigError, _check_value
 from state.keyfields import FieldError, _plain_text
 from state.options import REASONING_OUTPUT_MODES, OptionError, validate_overrides
@@ -65,7 +65,7 @@ def model_json(registry: Registry, name: str, info: Any) -> dict[str, Any]:
     }
 
 
-async def _catalog_models(app: web.Application, refresh: bool) -> tuple[list[Any], str | None]:
+async def _catalog_models(app: AppState, refresh: bool) -> tuple[list[Any], str | None]:
     """The catalog's models, or ([], why not)."""
     catalog: Any = app.get(CATALOG)
     if catalog is None:
@@ -80,8 +80,8 @@ async def _catalog_models(app: web.Application, refresh: bool) -> tuple[list[Any
 
 async def _models_response(request: web.Request, refresh: bool) -> web.Response:
     """The merged model list."""
-    registry = request.app[REGISTRY]
-    infos, error = await _catalog_models(request.app, refresh)
+    registry = request.config_dict[REGISTRY]
+    infos, error = await _catalog_models(request.config_dict, refresh)
     if refresh and error:
         raise AdminError(502, error)
     by_name = {canonical_model(i.name): i for i in infos}
@@ -125,7 +125,7 @@ def _block(body: dict[str, Any], block: str, cfg: Any, name: str) -> dict[str, A
     return values
 
 
-async def _taken_names(app: web.Application, own: str) -> set[str]:
+async def _taken_names(app: AppState, own: str) -> set[str]:
     """Names a display name must not reuse: other display names and other models' names."""
     registry = app[REGISTRY]
     taken = {d for d, n in registry.display_names().items() if n != own}
@@ -140,7 +140,7 @@ async def _taken_names(app: web.Application, own: str) -> set[str]:
 
 async def patch_model(request: web.Request) -> web.Response:
     """PATCH /admin/api/models/{ollama_name}."""
-    registry = request.app[REGISTRY]
+    registry = request.config_dict[REGISTRY]
     raw_name = request.match_info["name"]
     if not raw_name.strip() or len(raw_name) > 300:
         raise bad("Not a model name.", "ollama_name")
@@ -155,7 +155,7 @@ async def patch_model(request: web.Request) -> web.Response:
                 value = _plain_text("display_name", value, 100, required=True)
             except FieldError as exc:
                 raise bad(exc.message, exc.field) from None
-            if value.lower() in await _taken_names(request.app, name):
+            if value.lower() in await _taken_names(request.config_dict, name):
                 raise bad(f"'{value}' is already the name of another model.", "display_name")
         if cfg is not None and cfg.display_name is not None and value != cfg.display_name:
             raise _locked("display_name", name)
@@ -191,7 +191,7 @@ async def patch_model(request: web.Request) -> web.Response:
             state.models.pop(name, None)
 
     await registry.mutate(op)
-    catalog: Any = request.app.get(CATALOG)
+    catalog: Any = request.config_dict.get(CATALOG)
     info = None
     if catalog is not None:
         try:
@@ -215,7 +215,7 @@ def _setting_json(registry: Registry, name: str) -> dict[str, Any]:
 
 async def get_settings(request: web.Request) -> web.Response:
     """GET /admin/api/settings."""
-    registry = request.app[REGISTRY]
+    registry = request.config_dict[REGISTRY]
     return web.json_response({"settings": [_setting_json(registry, n) for n in ADMIN_SETTINGS]})
 
 
@@ -242,7 +242,7 @@ def _check_setting(name: str, value: Any) -> Any:
 
 async def patch_settings(request: web.Request) -> web.Response:
     """PATCH /admin/api/settings {name: value | null}."""
-    registry = request.app[REGISTRY]
+    registry = request.config_dict[REGISTRY]
     body = await read_json(request)
     changes: dict[str, Any] = {}
     for name, value in body.items():
@@ -273,10 +273,10 @@ async def check_ollama(request: web.Request) -> web.Response:
     """POST /admin/api/settings/test-ollama: can the gateway reach Ollama at this URL?"""
     body = await read_json(request, frozenset({"ollama_url", "url"}), optional=True)
     raw = body.get("ollama_url", body.get("url"))
-    url = request.app[REGISTRY].setting("ollama_url") if raw in (None, "") else \
+    url = request.config_dict[REGISTRY].setting("ollama_url") if raw in (None, "") else \
         _check_setting("ollama_url", raw)
     field = "url" if "url" in body else "ollama_url"
-    session = request.app[UPSTREAM].session
+    session = request.config_dict[UPSTREAM].session
     try:
         async with session.get(url + "/api/version",
                                timeout=aiohttp.ClientTimeout(total=5)) as resp:
@@ -304,9 +304,9 @@ def _test_failed(url: str, message: str, field: str) -> web.Response:
 
 def setup_models_api(app: web.Application) -> None:
     """Register the model and settings routes."""
-    app.router.add_get("/admin/api/models", list_models)
-    app.router.add_post("/admin/api/models/refresh", refresh_models)
-    app.router.add_patch("/admin/api/models/{name:.+}", patch_model)
-    app.router.add_get("/admin/api/settings", get_settings)
-    app.router.add_patch("/admin/api/settings", patch_settings)
-    app.router.add_post("/admin/api/settings/test-ollama", check_ollama)
+    app.router.add_get("/api/models", list_models)
+    app.router.add_post("/api/models/refresh", refresh_models)
+    app.router.add_patch("/api/models/{name:.+}", patch_model)
+    app.router.add_get("/api/settings", get_settings)
+    app.router.add_patch("/api/settings", patch_settings)
+    app.router.add_post("/api/settings/test-ollama", check_ollama)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import hashlib
 import hmac
 import logging
@@ -40,7 +39,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography import fernet
 
 from api.core.clients import client_ip
-from appkeys import AUTH, CONFIG, REGISTRY
+from appkeys import AUTH, CONFIG, REGISTRY, AppState
 from state.secrets import (
     DEFAULT_PASSWORD,
     password_problems,
@@ -109,7 +108,7 @@ class AuthState:
 
 def is_https(request: web.Request) -> bool:
     """Whether the Secure cookie flag applies (cookie_secure, X-Forwarded-Proto if trusted)."""
-    registry = request.app[REGISTRY]
+    registry = request.config_dict[REGISTRY]
     mode = registry.setting("cookie_secure")
     if mode in ("always", "never"):
         return bool(mode == "always")
@@ -120,15 +119,17 @@ def is_https(request: web.Request) -> bool:
     return request.scheme == "https"
 
 
-def _epoch(app: web.Application) -> str:
+def _epoch(app: AppState) -> str:
     """Changes when the password changes, so older sessions end."""
     stored = app[REGISTRY].admin_password_hash or "default"
     return hashlib.sha256(stored.encode()).hexdigest()[:16]
 
 
-def _app(request_or_app: web.Request | web.Application) -> web.Application:
-    """The application of a request, or the app itself."""
-    return request_or_app.app if isinstance(request_or_app, web.Request) else request_or_app
+def _app(request_or_app: web.Request | web.Application) -> AppState:
+    """What the app (and its parents) hold, for a request or an app."""
+    if isinstance(request_or_app, web.Request):
+        return request_or_app.config_dict
+    return request_or_app
 
 
 async def must_change_password(request_or_app: web.Request | web.Application) -> bool:
@@ -136,7 +137,7 @@ async def must_change_password(request_or_app: web.Request | web.Application) ->
     return _app(request_or_app)[REGISTRY].admin_password_hash is None
 
 
-async def _password_ok(app: web.Application, username: str, password: str) -> bool:
+async def _password_ok(app: AppState, username: str, password: str) -> bool:
     """Constant-time check of user name and password (scrypt off the event loop)."""
     registry = app[REGISTRY]
     user_ok = hmac.compare_digest(username.encode(), registry.setting("admin_username").encode())
@@ -157,19 +158,19 @@ async def _attempt(request: web.Request, username: str,
     Attempts for the same IP or user name take turns, so each sees the failures counted
     before it (concurrent guesses cannot all pass the back-off check at once).
     """
-    throttle = request.app[AUTH].throttle
+    throttle = request.config_dict[AUTH].throttle
     keys = [f"ip:{client_ip(request)}", f"user:{username.lower()}"]
     async with throttle.turn(keys):
         wait = throttle.wait(keys, time.monotonic())
         if wait > 0:
             secs = int(wait) + 1
             return 429, f"Too many failed logins. Try again in {secs} seconds.", secs
-        if await _password_ok(request.app, username, password):
+        if await _password_ok(request.config_dict, username, password):
             throttle.success(keys)
             return 200, "", 0
         throttle.fail(keys, time.monotonic())
     # An unknown name is often a password typed into the wrong field: log only its length.
-    known = username == request.app[REGISTRY].setting("admin_username")
+    known = username == request.config_dict[REGISTRY].setting("admin_username")
     who = repr(username) if known else f"<unknown user name, {len(username)} chars>"
     log.warning("failed admin login for user %s from %s", who, client_ip(request))
     return 401, "Wrong user name or password.", 0
@@ -181,7 +182,7 @@ async def _start_session(request: web.Request, username: str) -> aiohttp_session
     session["admin"] = username
     session["csrf"] = secrets.token_urlsafe(32)
     session["seen"] = int(time.time())
-    session["epoch"] = _epoch(request.app)
+    session["epoch"] = _epoch(request.config_dict)
     return session
 
 
@@ -218,10 +219,10 @@ async def _session_admin(request: web.Request) -> str | None:
     if not isinstance(user, str):
         return None
     now = int(time.time())
-    idle = request.app[REGISTRY].setting("session_idle_minutes") * 60
+    idle = request.config_dict[REGISTRY].setting("session_idle_minutes") * 60
     seen = session.get("seen")
     if not isinstance(seen, int) or now - seen > idle or session.get("epoch") != \
-            _epoch(request.app):
+            _epoch(request.config_dict):
         session.invalidate()
         return None
     if now - seen >= 30:  # re-issue the cookie at most every 30 s to slide the idle window
@@ -240,7 +241,7 @@ async def current_admin(request: web.Request) -> str | None:
 async def change_password(request: web.Request, current: str, new: str,
                           confirm: str) -> dict[str, str]:
     """Change the admin password; returns field -> error message (empty = changed)."""
-    app = request.app
+    app = request.config_dict
     username = await current_admin(request) or app[REGISTRY].setting("admin_username")
     errors: dict[str, str] = {}
     status, message, _ = await _attempt(request, username, current)
@@ -334,37 +335,17 @@ def _refuse(request: web.Request, is_api: bool, status: int, message: str,
     raise web.HTTPSeeOther(location)
 
 
-def is_admin_path(path: str) -> bool:
-    """/admin and everything under it."""
-    return path == "/admin" or path.startswith("/admin/")
-
-
-def scope_to_admin(app: web.Application, first: int) -> None:
-    """Fold the app middlewares from index `first` on into one that runs them only for /admin.
-
-    Every app middleware wraps every request, and each resumption of a streaming handler
-    passes through all of them; the admin's (sessions, this guard, error pages, Jinja's
-    context) have nothing to do outside /admin, so other paths skip them with one check.
-    """
-    scoped = tuple(reversed(app.middlewares[first:]))
-    del app.middlewares[first:]
-
-    @web.middleware
-    async def admin_middlewares(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not is_admin_path(request.path):
-            return await handler(request)
-        for middleware in scoped:  # innermost first, as aiohttp builds its chain
-            handler = functools.partial(middleware, handler=handler)
-        return await handler(request)
-
-    app.middlewares.append(admin_middlewares)
+def is_static(request: web.Request) -> bool:
+    """A request for the admin's static files (public, no session needed)."""
+    resource = request.match_info.route.resource
+    return resource is not None and resource.name == "admin_static"
 
 
 @web.middleware
 async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authentication, CSRF and the forced password change for everything under /admin."""
     path = request.path
-    if not is_admin_path(path) or path.startswith("/admin/static/"):
+    if is_static(request):
         return await handler(request)
     is_api = path.startswith("/admin/api/")
     try:
@@ -437,11 +418,10 @@ async def _check(request: web.Request, is_api: bool) -> web.StreamResponse | Non
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """CSP and friends on every admin response, including errors and redirects."""
-    if request.path == "/admin" or request.path.startswith("/admin/"):
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if request.path.startswith("/admin/api/"):
-            response.headers.setdefault("Cache-Control", "no-store")
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.path.startswith("/admin/api/"):
+        response.headers.setdefault("Cache-Control", "no-store")
 
 
 async def _session_key_ctx(app: web.Application) -> AsyncIterator[None]:

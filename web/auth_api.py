@@ -62,7 +62,7 @@ async def session(request: web.Request) -> web.Response:
 
 def setup_auth_api(app: web.Application) -> None:
     """Register the sign-in endpoints."""
-    app.router.add_post("/admin/api/login", login)
-    app.router.add_post("/admin/api/logout", logout)
-    app.router.add_post("/admin/api/password", password)
-    app.router.add_get("/admin/api/session", session)
+    app.router.add_post("/api/login", login)
+    app.router.add_post("/api/logout", logout)
+    app.router.add_post("/api/password", password)
+    app.router.add_get("/api/session", session)

@@ -120,7 +120,7 @@ def _printable(name: str) -> str:
 @web.middleware
 async def api_error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure under /admin/api/ becomes the JSON error shape; never an HTML page."""
-    if not request.path.startswith("/admin/api/"):
+    if not request.path.startswith("/admin/api/"):  # an admin page: its own error middleware
         return await handler(request)
     try:
         return await handler(request)

@@ -51,9 +51,9 @@ def _nav_active(path: str) -> str:
 async def admin_context(request: web.Request) -> dict[str, Any]:
     """Values every admin page template sees: CSRF token, signed-in admin, navigation."""
     path = request.path
-    # aiohttp_jinja2 runs context processors as a middleware on every request, so only
-    # admin pages pay for the session lookup; /v1 and the JSON API are left alone.
-    if not path.startswith("/admin") or path.startswith(("/admin/api/", "/admin/static/")):
+    # aiohttp_jinja2 runs context processors as a middleware on every admin request, so
+    # only pages pay for the session lookup; the JSON API and static files are left alone.
+    if not _is_page(request):
         return {}
     user = await auth.current_admin(request)
     forced = bool(user) and bool(await auth.must_change_password(request))
@@ -86,17 +86,16 @@ def safe_next(value: str | None) -> str:
 _ERROR_TITLES = {404: "Page not found", 405: "Not allowed", 413: "Too large"}
 
 
-def _is_page(path: str) -> bool:
+def _is_page(request: web.Request) -> bool:
     """An admin HTML page (not the JSON API, not a static file)."""
-    return (path == "/admin" or path.startswith("/admin/")) and \
-        not path.startswith(("/admin/api/", "/admin/static/"))
+    return not request.path.startswith("/admin/api/") and not auth.is_static(request)
 
 
 @web.middleware
 async def page_error_middleware(request: web.Request,
                                 handler: Handler) -> web.StreamResponse:
     """Admin page errors as an HTML page in the admin's look; never a bare 500."""
-    if not _is_page(request.path):
+    if not _is_page(request):
         return await handler(request)
     try:
         return await handler(request)
@@ -115,7 +114,7 @@ async def page_error_middleware(request: web.Request,
 
 
 async def root(request: web.Request) -> web.StreamResponse:
-    """`/` leads to the admin."""
+    """`/admin/` leads to the admin's dashboard."""
     raise web.HTTPFound("/admin")
 
 
@@ -189,16 +188,15 @@ def setup_pages(app: web.Application) -> None:
         filters={"bytes": fmt_bytes, "num": fmt_num, "datetime": fmt_time, "ago": fmt_ago,
                  "ticks": ticks},
     )
-    app.router.add_static("/admin/static/", STATIC_DIR, name="admin_static")
+    app.router.add_static("/static/", STATIC_DIR, name="admin_static")
     app.router.add_get("/", root)
-    app.router.add_get("/admin/", root)
-    app.router.add_get("/admin/login", login_page)
-    app.router.add_post("/admin/login", login_submit)
-    app.router.add_post("/admin/logout", logout_submit)
-    app.router.add_get("/admin/password", password_page)
-    app.router.add_post("/admin/password", password_submit)
-    app.router.add_get("/admin", dashboard)
-    app.router.add_get("/admin/models", models_page)
-    app.router.add_get("/admin/keys", keys_page)
-    app.router.add_get("/admin/settings", settings_page)
-    app.router.add_post("/admin/try", try_model)
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login_submit)
+    app.router.add_post("/logout", logout_submit)
+    app.router.add_get("/password", password_page)
+    app.router.add_post("/password", password_submit)
+    app.router.add_get("", dashboard)
+    app.router.add_get("/models", models_page)
+    app.router.add_get("/keys", keys_page)
+    app.router.add_get("/settings", settings_page)
+    app.router.add_post("/try", try_model)

@@ -13,7 +13,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from api.core.errors import APIError
-from appkeys import REGISTRY, UPSTREAM, USAGE
+from appkeys import REGISTRY, UPSTREAM, USAGE, AppState
 from state import usage_query
 from state.usage import UsageUnavailable
 from web import charts
@@ -29,13 +29,13 @@ PROBE_SECONDS = 3.0
 def base_url(request: web.Request) -> str:
     """The /v1 base URL clients should use, as this browser reached the gateway."""
     scheme, host = request.scheme, request.host
-    if request.app[REGISTRY].setting("trust_proxy"):
+    if request.config_dict[REGISTRY].setting("trust_proxy"):
         scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip()
         host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
     return f"{scheme}://{host}/v1"
 
 
-async def _probe(app: web.Application, path: str) -> dict[str, Any]:
+async def _probe(app: AppState, path: str) -> dict[str, Any]:
     """GET an Ollama endpoint with a short deadline; raises APIError in plain words."""
     return await app[UPSTREAM].request_json("GET", path, total=PROBE_SECONDS)
 
@@ -60,7 +60,7 @@ def loaded_rows(ps: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-async def _usage(app: web.Application, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
+async def _usage(app: AppState, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """(today's totals, last 7 days' aggregates with a daily series)."""
     day_start = now - now % 86400
     today = usage_query.UsageFilter(since=day_start, until=now)
@@ -88,7 +88,7 @@ def _charts(week: dict[str, Any]) -> list[dict[str, Any]]:
 
 async def dashboard(request: web.Request) -> web.StreamResponse:
     """GET /admin: status, loaded models, usage today and this week."""
-    app = request.app
+    app = request.config_dict
     registry = app[REGISTRY]
     url = registry.setting("ollama_url")
     version: dict[str, Any] | BaseException

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from appkeys import REGISTRY
+from appkeys import REGISTRY, AppState
 from state.registry import ApiKey
 from web.pages_dashboard import base_url
 from web.pages_models import list_models
@@ -39,7 +39,7 @@ def key_row(key: ApiKey, model_names: list[str], now: float) -> dict[str, Any]:
     }
 
 
-async def _usage_summary(app: web.Application, key_id: str) -> Any:
+async def _usage_summary(app: AppState, key_id: str) -> Any:
     """The usage engineer's per-key 7-day summary, or None when it is unavailable."""
     try:
         return await key_usage_summary(app, key_id)
@@ -50,7 +50,7 @@ async def _usage_summary(app: web.Application, key_id: str) -> Any:
 
 async def keys_page(request: web.Request) -> web.StreamResponse:
     """GET /admin/keys."""
-    app = request.app
+    app = request.config_dict
     found, _error = await list_models(app)
     model_names = sorted(m.name for m in found)
     # The ready-made snippets need a model that can chat; embedding models cannot.

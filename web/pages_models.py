@@ -10,14 +10,14 @@ from aiohttp import web
 
 from api.core.catalog import ModelInfo
 from api.core.errors import APIError
-from appkeys import CATALOG, REGISTRY
+from appkeys import CATALOG, REGISTRY, AppState
 from state.registry import Registry, canonical_model
 from web.pages_util import EDITOR_CHOICES, option_rows
 
 log = logging.getLogger(__name__)
 
 
-async def list_models(app: web.Application) -> tuple[list[ModelInfo], str | None]:
+async def list_models(app: AppState) -> tuple[list[ModelInfo], str | None]:
     """The catalog's models and, when Ollama could not be asked, the reason in plain words."""
     catalog = app.get(CATALOG)
     if catalog is None:
@@ -70,8 +70,8 @@ def model_row(registry: Registry, info: ModelInfo) -> dict[str, Any]:
 
 async def models_page(request: web.Request) -> web.StreamResponse:
     """GET /admin/models."""
-    registry = request.app[REGISTRY]
-    found, error = await list_models(request.app)
+    registry = request.config_dict[REGISTRY]
+    found, error = await list_models(request.config_dict)
     models = [model_row(registry, info) for info in found]
     return aiohttp_jinja2.render_template("models.html", request, {
         "models": models, "catalog_error": error, "choices": EDITOR_CHOICES})

@@ -70,7 +70,7 @@ def default_rows(registry: Registry) -> list[dict[str, Any]]:
 
 async def settings_page(request: web.Request) -> web.StreamResponse:
     """GET /admin/settings."""
-    registry = request.app[REGISTRY]
+    registry = request.config_dict[REGISTRY]
     return aiohttp_jinja2.render_template("settings.html", request, {
         "settings": setting_fields(registry), "other_settings": OTHER_SETTINGS,
         "default_rows": default_rows(registry),

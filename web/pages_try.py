@@ -21,7 +21,7 @@ from api.core.params import reasoning_mode
 from api.core.upstream import UpstreamBroken
 from api.openai.chat_request import from_chat_request
 from api.openai.chat_response import to_chat_completion
-from appkeys import CATALOG, REGISTRY, UPSTREAM, USAGE
+from appkeys import CATALOG, REGISTRY, UPSTREAM, USAGE, AppState
 from state.options import OptionError
 from state.usage import RequestRecord
 from web.jsonapi import AdminError, json_error, read_json
@@ -49,7 +49,7 @@ def answer_of(completion: dict[str, Any]) -> dict[str, Any]:
             "usage": completion.get("usage") or {}}
 
 
-async def _run(app: web.Application, native: dict[str, Any]) -> list[Mapping[str, Any]]:
+async def _run(app: AppState, native: dict[str, Any]) -> list[Mapping[str, Any]]:
     """Stream the native request to Ollama and collect every line."""
     stream = await app[UPSTREAM].open_stream("/api/chat", native)
     lines: list[Mapping[str, Any]] = []
@@ -65,7 +65,7 @@ async def _run(app: web.Application, native: dict[str, Any]) -> list[Mapping[str
 
 async def try_model(request: web.Request) -> web.StreamResponse:
     """Run one short prompt; answer {content, reasoning, usage, latency_ms} or an error."""
-    app = request.app
+    app = request.config_dict
     try:
         body = await read_json(request, frozenset({"model", "prompt"}))
     except AdminError as exc:

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from appkeys import REGISTRY, USAGE
+from appkeys import REGISTRY, USAGE, AppState
 from state import usage_query
 from state.usage import UsageUnavailable
 from state.usage_query import FilterError, UsageFilter, parse_filter, parse_page
@@ -47,7 +47,7 @@ def unavailable(exc: Exception) -> AdminError:
     return AdminError(503, f"Usage data is unavailable: {exc}")
 
 
-def current_key_names(app: web.Application, items: list[dict[str, Any]]) -> None:
+def current_key_names(app: AppState, items: list[dict[str, Any]]) -> None:
     """Show each key under its current name (keys can be renamed); deleted keys keep theirs."""
     keys = app[REGISTRY].keys
     for item in items:
@@ -60,10 +60,10 @@ async def usage_json(request: web.Request) -> web.Response:
     """GET /admin/api/usage: totals, a time series, per-key and per-model totals."""
     f = request_filter(request.query, "7d")
     try:
-        data = await request.app[USAGE].read(usage_query.aggregates, f, time.time())
+        data = await request.config_dict[USAGE].read(usage_query.aggregates, f, time.time())
     except UsageUnavailable as exc:
         raise unavailable(exc) from None
-    current_key_names(request.app, data["keys"])
+    current_key_names(request.config_dict, data["keys"])
     data["filter"] = f.query()
     return web.json_response(data)
 
@@ -76,7 +76,7 @@ async def requests_json(request: web.Request) -> web.Response:
     except FilterError as exc:
         raise AdminError(400, exc.message, exc.field) from None
     try:
-        data = await request.app[USAGE].read(usage_query.rows, f, page, per_page)
+        data = await request.config_dict[USAGE].read(usage_query.rows, f, page, per_page)
     except UsageUnavailable as exc:
         raise unavailable(exc) from None
     data["filter"] = f.query()
@@ -106,7 +106,7 @@ def csv_text(rows: list[dict[str, Any]], header: bool) -> str:
 async def usage_csv(request: web.Request) -> web.StreamResponse:
     """GET /admin/api/usage.csv: every row matching the filter, streamed in batches."""
     f = request_filter(request.query, None)
-    recorder = request.app[USAGE]
+    recorder = request.config_dict[USAGE]
     try:  # read the first batch before sending headers, so a failure is still a clean 503
         batch = await recorder.read(usage_query.rows_after, f, None, CSV_BATCH)
     except UsageUnavailable as exc:
@@ -136,7 +136,7 @@ async def usage_csv(request: web.Request) -> web.StreamResponse:
 
 def setup_usage_api(app: web.Application) -> None:
     """Register the usage API routes and the usage page."""
-    app.router.add_get("/admin/api/usage", usage_json)
-    app.router.add_get("/admin/api/requests", requests_json)
-    app.router.add_get("/admin/api/usage.csv", usage_csv)
-    app.router.add_get("/admin/usage", usage_page)
+    app.router.add_get("/api/usage", usage_json)
+    app.router.add_get("/api/requests", requests_json)
+    app.router.add_get("/api/usage.csv", usage_csv)
+    app.router.add_get("/usage", usage_page)

@@ -12,7 +12,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from appkeys import REGISTRY, USAGE
+from appkeys import REGISTRY, USAGE, AppState
 from state import usage_query
 from state.usage import UsageUnavailable
 from state.usage_query import RANGES, STATUS_CLASSES, FilterError, UsageFilter
@@ -77,7 +77,7 @@ def page_link(f: UsageFilter, page: int) -> str:
 
 async def usage_page(request: web.Request) -> web.StreamResponse:
     """GET /admin/usage: charts, totals, filters and one page of the request table."""
-    app = request.app
+    app = request.config_dict
     now = time.time()
     key_names = {k.id: k.name for k in app[REGISTRY].keys.values()}
     ctx: dict[str, Any] = {"ranges": RANGE_LABELS, "statuses": STATUS_LABELS,
@@ -116,7 +116,7 @@ async def usage_page(request: web.Request) -> web.StreamResponse:
     return aiohttp_jinja2.render_template("usage.html", request, ctx)
 
 
-async def key_usage_summary(app: web.Application, key_id: str) -> dict[str, Any] | None:
+async def key_usage_summary(app: AppState, key_id: str) -> dict[str, Any] | None:
     """One key's last 7 days for the keys page: totals, daily series, a small SVG, a link.
 
     Returns None when the usage database is unavailable. Render with

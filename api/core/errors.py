@@ -1,6 +1,8 @@
-"""The one error shape of /v1: OpenAI's {"error": {message, type, param, code}}.
+"""The gateway's one error type, whatever the protocol: status, message, code and param.
 
-The middleware that applies it to every /v1 request is api.core.pipeline.v1_middleware.
+Each surface renders it in its own wire shape (OpenAI's error JSON on /v1, Anthropic's on
+/v1/messages): the pipeline middleware of that surface (api.core.pipeline) does the rendering.
+`type` is OpenAI's classification of the status, which other shapes derive their own from.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ _TYPES = {
 
 
 class APIError(Exception):
-    """An error to send to an OpenAI client with a status, code and optional headers."""
+    """An error to send to a client: status, message, code, param and optional headers."""
 
     def __init__(self, status: int, message: str, *, code: str | None = None,
                  param: str | None = None, type: str | None = None,
@@ -36,15 +38,6 @@ class APIError(Exception):
         self.type = type or _TYPES.get(status, "server_error")
         self.headers = dict(headers or {})
 
-    def body(self) -> dict[str, Any]:
-        """The JSON body OpenAI clients parse."""
-        return {"error": {"message": self.message, "type": self.type,
-                          "param": self.param, "code": self.code}}
-
-    def response(self) -> web.Response:
-        """This error as an aiohttp response."""
-        return web.json_response(self.body(), status=self.status, headers=self.headers)
-
 
 def bad_request(message: str, param: str | None = None,
                 code: str = "invalid_request_error") -> APIError:
@@ -53,7 +46,7 @@ def bad_request(message: str, param: str | None = None,
 
 
 def model_not_found(model: str) -> APIError:
-    """OpenAI's answer for a model that does not exist or that the key may not use."""
+    """The answer for a model that does not exist or that the key may not use."""
     return APIError(404, f"The model '{model}' does not exist or you do not have access to it.",
                     param="model", code="model_not_found")
 

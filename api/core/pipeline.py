@@ -1,9 +1,11 @@
-"""What every /v1 request goes through: request id, auth, model access, limits, usage record.
+"""What every API request goes through, whatever its protocol.
 
-`v1_middleware` wraps each /v1 handler: it creates the `V1Call` (reachable as
-`request[CALL]`), turns every failure into OpenAI's error JSON, and records exactly one
-`RequestRecord` per request (refusals, errors and client disconnects included). Paths outside
-/v1 pass through untouched, so the admin keeps its own error pages.
+The steps, in order: authenticate -> resolve the model (display names, allowlist) -> apply
+overrides and `enforce` (the adapter's translation, through api.core.native) -> admit
+(limits) -> call upstream -> record usage. `pipeline_middleware(render)` wraps each handler
+of an API sub-app: it creates the `Call` (reachable as `request[CALL]`), counts the request
+in flight, turns every failure into the surface's error shape with `render`, and records
+exactly one `RequestRecord` per request (refusals, errors and client disconnects included).
 """
 
 from __future__ import annotations
@@ -12,21 +14,22 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from api.core.catalog import ModelInfo
 from api.core.clients import client_ip
 from api.core.errors import APIError, model_not_found, read_json_object
-from appkeys import CATALOG, LIMITER, REGISTRY, USAGE
+from appkeys import CATALOG, LIMITER, METRICS, REGISTRY, USAGE
 from logs import REQUEST_ID, accept_request_id, request_id_var
 from state.limits import Admission, RateLimited
 from state.registry import ApiKey, AuthError, EffectiveModel
 from state.usage import RequestRecord
+from state.usage_metrics import endpoint_label
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +46,16 @@ class Target:
     defaults: Mapping[str, Any]
 
 
-class V1Call:
-    """The state of one /v1 request: key, admission, timing and its usage record."""
+class Call:
+    """The state of one API request: key, admission, timing and its usage record."""
 
-    def __init__(self, request: web.Request, endpoint: str) -> None:
+    def __init__(self, request: web.Request, endpoint: str, surface: str = "openai") -> None:
         # The request keeps this call (request[CALL]); holding the request here too would make
         # a reference cycle, so every request's objects would wait for the cyclic GC instead
         # of being freed when it ends. Only what the steps below read is kept.
         self.request_headers = request.headers
-        self.app = request.app
+        self.app = request.config_dict
+        self.surface = surface
         self.started = time.monotonic()
         rid = request.get(REQUEST_ID) or accept_request_id(request.headers.get("X-Request-ID"))
         request_id_var.set(rid)
@@ -68,12 +72,17 @@ class V1Call:
 
     # -- steps the handlers call, in order -----------------------------------------------
     def authenticate(self) -> ApiKey:
-        """Check the bearer key; 401 invalid_api_key saying why (never echoing the key)."""
+        """Check the key; 401 invalid_api_key saying why (never echoing the key).
+
+        Every surface takes `Authorization: Bearer`; Anthropic's SDK sends `x-api-key` and
+        Azure-style clients `api-key`.
+        """
         header = self.request_headers.get("Authorization", "")
         scheme, _, secret = header.partition(" ")
         token = secret.strip() if scheme.lower() == "bearer" else ""
         if not token:
-            token = self.request_headers.get("api-key", "").strip()  # Azure-style clients
+            token = (self.request_headers.get("x-api-key", "")
+                     or self.request_headers.get("api-key", "")).strip()
         registry = self.app[REGISTRY]
         if token and clean_text(token) != token:
             # aiohttp keeps undecodable header bytes as lone surrogates; no key looks like that.
@@ -188,7 +197,8 @@ class V1Call:
             log.exception("usage record failed")
 
 
-CALL: web.RequestKey[V1Call] = web.RequestKey("v1_call")
+CALL: web.RequestKey[Call] = web.RequestKey("call")
+ErrorRenderer = Callable[[APIError], web.StreamResponse]
 
 
 def clean_text(text: str) -> str:
@@ -220,54 +230,60 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> APIError:
     return APIError(exc.status, message, code=_HTTP_CODES.get(exc.status, "http_error"))
 
 
-@web.middleware
-async def v1_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Run a /v1 request through the pipeline; other paths pass through untouched."""
-    if not request.path.startswith("/v1/") and request.path != "/v1":
-        return await handler(request)
-    call = V1Call(request, clean_text(_endpoint(request)))
-    request[CALL] = call
-    status: int = 500
-    code: str | None = "internal_error"
-    cancelled = False
-    try:
-        response = await handler(request)
-        status, code = response.status, None
-        if response.prepared:  # a stream: the handler already sent everything
-            status = call.record.status if call.record.status != 200 else response.status
-            code = call.record.error_code
-        else:
-            for name, value in call.headers.items():
-                response.headers.setdefault(name, value)
-        return response
-    except APIError as exc:
-        status, code = exc.status, exc.code
-        return _error_response(exc, call)
-    except web.HTTPException as exc:
-        if exc.status < 400:
+def pipeline_middleware(surface: str, render: ErrorRenderer) -> Middleware:
+    """The middleware of one API surface: a Call per request, errors in `render`'s shape."""
+
+    @web.middleware
+    async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
+        call = Call(request, clean_text(_endpoint(request)), surface)
+        request[CALL] = call
+        gauge = call.app[METRICS].in_flight_for(endpoint_label(call.record.endpoint))
+        gauge.inc()
+        status: int = 500
+        code: str | None = "internal_error"
+        cancelled = False
+        try:
+            response = await handler(request)
+            status, code = response.status, None
+            if response.prepared:  # a stream: the handler already sent everything
+                status = call.record.status if call.record.status != 200 else response.status
+                code = call.record.error_code
+            else:
+                for name, value in call.headers.items():
+                    response.headers.setdefault(name, value)
+            return response
+        except APIError as exc:
+            status, code = exc.status, exc.code
+            return _error_response(render, exc, call)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            err = _http_error(request, exc)
+            status, code = err.status, err.code
+            return _error_response(render, err, call)
+        except json.JSONDecodeError as exc:
+            err = APIError(400, f"Request body is not valid JSON: {exc.msg}.",
+                           code="invalid_json")
+            status, code = 400, "invalid_json"
+            return _error_response(render, err, call)
+        except (asyncio.CancelledError, ConnectionResetError):
+            status, code, cancelled = 499, "client_closed", True
             raise
-        err = _http_error(request, exc)
-        status, code = err.status, err.code
-        return _error_response(err, call)
-    except json.JSONDecodeError as exc:
-        err = APIError(400, f"Request body is not valid JSON: {exc.msg}.", code="invalid_json")
-        status, code = 400, "invalid_json"
-        return _error_response(err, call)
-    except (asyncio.CancelledError, ConnectionResetError):
-        status, code, cancelled = 499, "client_closed", True
-        raise
-    except Exception:
-        # The traceback goes to the log; the client gets a stable shape without internals.
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error_response(APIError(500, "Internal gateway error; see the gateway log.",
-                                        code="internal_error"), call)
-    finally:
-        call.finish(status, code, cancelled)
+        except Exception:
+            # The traceback goes to the log; the client gets a stable shape without internals.
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return _error_response(render, APIError(
+                500, "Internal gateway error; see the gateway log.", code="internal_error"), call)
+        finally:
+            gauge.dec()
+            call.finish(status, code, cancelled)
+
+    return pipeline
 
 
-def _error_response(err: APIError, call: V1Call) -> web.Response:
+def _error_response(render: ErrorRenderer, err: APIError, call: Call) -> web.StreamResponse:
     """The error response, with the request id and any rate-limit headers."""
-    response = err.response()
+    response = render(err)
     for name, value in call.headers.items():
         response.headers.setdefault(name, value)
     return response

@@ -16,12 +16,14 @@ from aiohttp import web
 
 from api.core.catalog import ModelCatalog, startup_refresh
 from api.core.images import image_session_ctx
+from api.core.streaming import OpenStreams
 from api.core.upstream import OllamaClient
-from appkeys import CATALOG, CONFIG, LIMITER, REGISTRY, STARTED, UPSTREAM, USAGE
+from appkeys import CATALOG, CONFIG, LIMITER, METRICS, REGISTRY, STARTED, STREAMS, UPSTREAM, USAGE
 from logs import shown_url
 from state.limits import Limiter
 from state.registry import Registry
 from state.usage import UsageRecorder
+from state.usage_metrics import UsageMetrics
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,10 @@ def setup_resources(app: web.Application) -> None:
     app[USAGE] = UsageRecorder(config.data_path, registry.setting)
     app[LIMITER] = Limiter()
     app[STARTED] = Started()
+    app[METRICS] = UsageMetrics()
+    app[METRICS].watch_recorder(app[USAGE])
+    streams = app[STREAMS] = OpenStreams()
+    app.on_shutdown.append(streams.on_shutdown)
     client = app[UPSTREAM] = OllamaClient(config.ollama_url,
                                           connect_timeout=config.connect_timeout,
                                           read_timeout=config.read_timeout)

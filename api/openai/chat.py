@@ -13,9 +13,9 @@ from api.core.errors import APIError, bad_request
 from api.core.image_formats import convert_images
 from api.core.images import resolve_images
 from api.core.params import reasoning_mode
-from api.core.pipeline import CALL, V1Call
+from api.core.pipeline import CALL, Call
 from api.core.relay import StreamFailed, merged
-from api.core.streaming import OpenStreams, SSEStream, frame
+from api.core.streaming import SSEStream, frame
 from api.core.upstream import UpstreamStream
 from api.openai.chat_request import ChatPlan, from_chat_request
 from api.openai.chat_response import (
@@ -27,7 +27,7 @@ from api.openai.chat_response import (
     fingerprint,
     merge_usage,
 )
-from appkeys import CATALOG, IMAGES, REGISTRY, UPSTREAM
+from appkeys import CATALOG, IMAGES, REGISTRY, STREAMS, UPSTREAM
 from state.options import OptionError
 
 
@@ -46,7 +46,7 @@ def native_bodies(native: dict[str, Any], n: int) -> list[dict[str, Any]]:
 async def open_all(request: web.Request, path: str,
                    bodies: list[dict[str, Any]]) -> list[UpstreamStream]:
     """Open every upstream stream before answering, so failures keep their real status."""
-    client = request.app[UPSTREAM]
+    client = request.config_dict[UPSTREAM]
     try:
         if len(bodies) == 1:  # the common case: no gather, no extra task
             return [await client.open_stream(path, bodies[0])]
@@ -61,22 +61,19 @@ async def open_all(request: web.Request, path: str,
         return streams
     except APIError as exc:
         if exc.code == "model_not_found":  # removed from Ollama since the list was cached
-            request.app[CATALOG].invalidate()
+            request.config_dict[CATALOG].invalidate()
         raise
 
 
 class ChatHandler:
     """Handles chat completions; `streams` tracks open SSE answers for shutdown."""
 
-    def __init__(self, streams: OpenStreams) -> None:
-        self.streams = streams
-
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/chat/completions."""
         call = request[CALL]
         target = await call.start(request)
         body, settings, defaults = target.body, target.settings, target.defaults
-        registry = request.app[REGISTRY]
+        registry = request.config_dict[REGISTRY]
         try:
             plan = from_chat_request(
                 body, model=target.info.name, overrides=settings.overrides,
@@ -91,7 +88,7 @@ class ChatHandler:
         call.admit()
         if plan.image_urls:
             await resolve_images(
-                request.app[IMAGES], plan.native["messages"],
+                request.config_dict[IMAGES], plan.native["messages"],
                 enabled=bool(registry.setting("image_fetch")),
                 max_bytes=int(registry.setting("image_max_bytes")),
                 time_limit=float(registry.setting("image_timeout")),
@@ -126,19 +123,19 @@ class ChatHandler:
         usage = self._account(call, translators, spent)
         return web.json_response(completion(completion_id(), int(time.time()), label,
                                             [t.choice() for t in translators], usage,
-                                            fingerprint(request.app[UPSTREAM].version)))
+                                            fingerprint(request.config_dict[UPSTREAM].version)))
 
     @staticmethod
-    async def _read(request: web.Request, call: V1Call, translators: list[ChoiceTranslator],
+    async def _read(request: web.Request, call: Call, translators: list[ChoiceTranslator],
                     bodies: list[dict[str, Any]]) -> None:
         """Fetch whole (non-streamed) native answers into translators."""
-        client = request.app[UPSTREAM]
+        client = request.config_dict[UPSTREAM]
         try:
             answers = await asyncio.gather(
                 *(client.request_json("POST", "/api/chat", b) for b in bodies))
         except APIError as exc:
             if exc.code == "model_not_found":  # removed from Ollama since the list was cached
-                request.app[CATALOG].invalidate()
+                request.config_dict[CATALOG].invalidate()
             raise
         for translator, answer in zip(translators, answers, strict=True):
             if "error" in answer:
@@ -147,7 +144,7 @@ class ChatHandler:
         call.first_token_from(translators[0].final)
 
     @staticmethod
-    def _account(call: V1Call, translators: list[ChoiceTranslator],
+    def _account(call: Call, translators: list[ChoiceTranslator],
                  spent: list[ChoiceTranslator] | None = None) -> dict[str, Any]:
         """Merge usage over choices (and discarded attempts), count it, note metrics."""
         everyone = translators + (spent or [])
@@ -164,16 +161,16 @@ class ChatHandler:
         call.log_content(call.prompt, answer)
         return usage
 
-    async def _stream(self, request: web.Request, call: V1Call, plan: ChatPlan,
+    async def _stream(self, request: web.Request, call: Call, plan: ChatPlan,
                       translators: list[ChoiceTranslator], upstreams: list[UpstreamStream],
                       label: str) -> web.StreamResponse:
         """A streaming answer: one SSE chunk per native piece, then finish, usage, [DONE]."""
         sse = SSEStream(request, call.headers)
         sse.upstreams = upstreams
-        self.streams.add(sse)
+        request.config_dict[STREAMS].add(sse)
         cid, created = completion_id(), int(time.time())
         include_usage = plan.include_usage
-        fp = fingerprint(request.app[UPSTREAM].version)
+        fp = fingerprint(request.config_dict[UPSTREAM].version)
         encoder = ChunkEncoder(cid, created, label, include_usage, fp)
         finished = False
         try:
@@ -208,5 +205,5 @@ class ChatHandler:
             call.record.error_code = "client_closed"
         finally:
             sse.abort_upstreams()
-            self.streams.discard(sse)
+            request.config_dict[STREAMS].discard(sse)
         return sse.response

@@ -11,7 +11,7 @@ from api.core.catalog import ModelInfo
 from api.core.errors import bad_request, model_not_found
 from api.core.pipeline import CALL
 from api.core.relay import StreamFailed, merged
-from api.core.streaming import OpenStreams, SSEStream, frame
+from api.core.streaming import SSEStream, frame
 from api.openai.chat import open_all
 from api.openai.chat_response import FINGERPRINT, completion_id, fingerprint, merge_usage
 from api.openai.completions import (
@@ -21,7 +21,7 @@ from api.openai.completions import (
     merge_logprobs,
     to_embeddings,
 )
-from appkeys import CATALOG, UPSTREAM
+from appkeys import CATALOG, STREAMS, UPSTREAM
 from state.options import OptionError
 
 
@@ -39,9 +39,6 @@ def _envelope(cid: str, created: int, label: str, choices: list[dict[str, Any]],
 
 class Endpoints:
     """Handlers for the non-chat /v1 endpoints."""
-
-    def __init__(self, streams: OpenStreams) -> None:
-        self.streams = streams
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/completions via /api/generate (prompt lists and n fan out)."""
@@ -62,7 +59,7 @@ class Endpoints:
         upstreams = await open_all(request, "/api/generate", plan.natives)
         label = body["model"]
         cid, created = completion_id("cmpl"), int(time.time())
-        fp = fingerprint(request.app[UPSTREAM].version)
+        fp = fingerprint(request.config_dict[UPSTREAM].version)
         n_prompts = len(set(plan.prompts))
         if not plan.stream:
             parts: list[list[dict[str, Any] | None]] = [[] for _ in choices]
@@ -84,7 +81,7 @@ class Endpoints:
                 usage, True, fp))
         sse = SSEStream(request, call.headers)
         sse.upstreams = upstreams
-        self.streams.add(sse)
+        request.config_dict[STREAMS].add(sse)
         finished = False
         try:
             await sse.open()
@@ -120,7 +117,7 @@ class Endpoints:
             call.record.error_code = "client_closed"
         finally:
             sse.abort_upstreams()
-            self.streams.discard(sse)
+            request.config_dict[STREAMS].discard(sse)
         return sse.response
 
     @staticmethod
@@ -153,7 +150,7 @@ class Endpoints:
         except OptionError as exc:
             raise bad_request(str(exc), exc.param) from None
         call.admit()
-        data = await request.app[UPSTREAM].request_json("POST", "/api/embed", native)
+        data = await request.config_dict[UPSTREAM].request_json("POST", "/api/embed", native)
         result = to_embeddings(data, body["model"], body.get("encoding_format") or "float")
         call.add_usage(result["usage"]["prompt_tokens"], 0)
         call.note_metrics(data)
@@ -164,7 +161,7 @@ class Endpoints:
         """GET /v1/models: the models this key may use, by display name when set."""
         call = request[CALL]
         call.authenticate()
-        models = await request.app[CATALOG].list_models()
+        models = await request.config_dict[CATALOG].list_models()
         data = [model_object(m) for m in models if call.allowed(m)]
         return web.json_response({"object": "list", "data": data})
 

@@ -1,0 +1,1 @@
+"""Anthropic Messages API adapter: pure translation onto Ollama's native /api/chat."""
