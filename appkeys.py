@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from api.core.catalog import ModelCatalog
     from api.core.resources import Started
-    from api.core.streaming import OpenStreams
+    from api.core.streaming import StreamService
     from api.core.upstream import OllamaClient
     from state.config import Config
     from state.limits import Limiter
@@ -35,5 +35,5 @@ AUTH: web.AppKey[AuthState] = web.AppKey("auth")
 IMAGES: web.AppKey[ClientSession] = web.AppKey("images")  # image URL fetches (api.core.images)
 STARTED: web.AppKey[Started] = web.AppKey("started")
 METRICS: web.AppKey[UsageMetrics] = web.AppKey("metrics")
-STREAMS: web.AppKey[OpenStreams] = web.AppKey("streams")  # open streams, ended at shutdown
+STREAMS: web.AppKey[StreamService] = web.AppKey("streams")  # open streams, ended at shutdown
 ADMIN: web.AppKey[web.Application] = web.AppKey("admin")  # the /admin sub-app (root only)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +17,7 @@ from aiohttp import web
 from api.core.clients import client_ip
 from api.core.errors import APIError
 from api.core.params import reasoning_mode
-from api.core.upstream import UpstreamBroken
+from api.core.relay import StreamFailed, collect
 from api.openai.chat_request import from_chat_request
 from api.openai.chat_response import to_chat_completion
 from appkeys import CATALOG, REGISTRY, UPSTREAM, USAGE, AppState
@@ -49,18 +48,9 @@ def answer_of(completion: dict[str, Any]) -> dict[str, Any]:
             "usage": completion.get("usage") or {}}
 
 
-async def _run(app: AppState, native: dict[str, Any]) -> list[Mapping[str, Any]]:
-    """Stream the native request to Ollama and collect every line."""
-    stream = await app[UPSTREAM].open_stream("/api/chat", native)
-    lines: list[Mapping[str, Any]] = []
-    try:
-        async for line in stream:
-            if isinstance(line.get("error"), str):
-                raise APIError(502, f"Ollama stopped with an error: {line['error']}")
-            lines.append(line)
-    finally:
-        stream.close()
-    return lines
+async def _run(app: AppState, native: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stream the native request to Ollama and collect every line (api.core.relay)."""
+    return await collect(await app[UPSTREAM].open_stream("/api/chat", native))
 
 
 async def try_model(request: web.Request) -> web.StreamResponse:
@@ -106,8 +96,8 @@ async def try_model(request: web.Request) -> web.StreamResponse:
         lines = await asyncio.wait_for(_run(app, plan.native), TRY_TIMEOUT)
     except APIError as exc:
         answer = json_error(502 if exc.status >= 500 else 400, exc.message, "_form")
-    except UpstreamBroken as exc:
-        answer = json_error(502, str(exc), "_form")
+    except StreamFailed as exc:
+        answer = json_error(502, exc.message, "_form")
     except TimeoutError:
         answer = json_error(504, f"No complete answer within {TRY_TIMEOUT:.0f} seconds.",
                             "_form")

@@ -84,3 +84,14 @@ async def merged(streams: Sequence[UpstreamStream]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def collect(stream: UpstreamStream) -> list[dict[str, Any]]:
+    """Every line of one native stream up to its done line (closed after); failures raise."""
+    lines: list[dict[str, Any]] = []
+    try:
+        async for batch in batches_of(stream):
+            lines.extend(batch)
+    finally:
+        stream.close()
+    return lines

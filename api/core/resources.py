@@ -16,7 +16,7 @@ from aiohttp import web
 
 from api.core.catalog import ModelCatalog, startup_refresh
 from api.core.images import image_session_ctx
-from api.core.streaming import OpenStreams
+from api.core.streaming import StreamService
 from api.core.upstream import OllamaClient
 from appkeys import CATALOG, CONFIG, LIMITER, METRICS, REGISTRY, STARTED, STREAMS, UPSTREAM, USAGE
 from logs import shown_url
@@ -104,7 +104,7 @@ def setup_resources(app: web.Application) -> None:
     app[STARTED] = Started()
     app[METRICS] = UsageMetrics()
     app[METRICS].watch_recorder(app[USAGE])
-    streams = app[STREAMS] = OpenStreams()
+    streams = app[STREAMS] = StreamService()
     app.on_shutdown.append(streams.on_shutdown)
     client = app[UPSTREAM] = OllamaClient(config.ollama_url,
                                           connect_timeout=config.connect_timeout,

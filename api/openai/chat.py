@@ -14,8 +14,7 @@ from api.core.image_formats import convert_images
 from api.core.images import resolve_images
 from api.core.params import reasoning_mode
 from api.core.pipeline import CALL, Call
-from api.core.relay import StreamFailed, merged
-from api.core.streaming import SSEStream, frame
+from api.core.relay import StreamFailed
 from api.core.upstream import UpstreamStream
 from api.openai.chat_request import ChatPlan, from_chat_request
 from api.openai.chat_response import (
@@ -27,6 +26,7 @@ from api.openai.chat_response import (
     fingerprint,
     merge_usage,
 )
+from api.openai.sse import DONE, OpenAIFrames, error_frame, frame
 from appkeys import CATALOG, IMAGES, REGISTRY, STREAMS, UPSTREAM
 from state.options import OptionError
 
@@ -165,45 +165,40 @@ class ChatHandler:
                       translators: list[ChoiceTranslator], upstreams: list[UpstreamStream],
                       label: str) -> web.StreamResponse:
         """A streaming answer: one SSE chunk per native piece, then finish, usage, [DONE]."""
-        sse = SSEStream(request, call.headers)
-        sse.upstreams = upstreams
-        request.config_dict[STREAMS].add(sse)
-        cid, created = completion_id(), int(time.time())
-        include_usage = plan.include_usage
-        fp = fingerprint(request.config_dict[UPSTREAM].version)
-        encoder = ChunkEncoder(cid, created, label, include_usage, fp)
-        finished = False
-        try:
-            await sse.open()
-            try:
-                async for i, batch in merged(upstreams):
-                    translator = translators[i]
-                    frames = [encoder.frame(choice)
-                              for line in batch for choice in translator.feed(line)]
-                    if frames:
-                        call.first_token()
-                    if not finished and translator.done and all(t.done for t in translators):
-                        # The last choice finished: usage and [DONE] go out with its frames.
-                        finished = True
-                        usage = self._account(call, translators)
-                        if include_usage:
-                            frames.append(frame(chunk(cid, created, label, [], True, usage, fp)))
-                        await sse.done(frames)
-                    else:
-                        await sse.send_frames(frames)
-            except StreamFailed as exc:
-                failure = exc if not sse.shutting_down else StreamFailed(
-                    "The gateway is shutting down; this stream was ended.", "server_shutdown")
-                call.record.error_code = failure.code
-                self._account(call, translators)
-                await sse.send_error(failure.message, failure.code)
-                return sse.response
-        except ConnectionError:
-            # The client went away: close the upstream now so Ollama stops generating.
-            call.record.cancelled = True
-            call.record.status = 499
-            call.record.error_code = "client_closed"
-        finally:
-            sse.abort_upstreams()
-            request.config_dict[STREAMS].discard(sse)
-        return sse.response
+        frames = ChatFrames(call, translators, plan.include_usage, label,
+                            fingerprint(request.config_dict[UPSTREAM].version))
+        return await request.config_dict[STREAMS].relay(request, call, upstreams, frames)
+
+
+class ChatFrames(OpenAIFrames):
+    """chat.completion.chunk frames for the n choices of one chat stream."""
+
+    def __init__(self, call: Call, translators: list[ChoiceTranslator], include_usage: bool,
+                 label: str, fp: str) -> None:
+        super().__init__()
+        self.call = call
+        self.translators = translators
+        self.include_usage = include_usage
+        self.cid, self.created, self.label, self.fp = completion_id(), int(time.time()), label, fp
+        self.encoder = ChunkEncoder(self.cid, self.created, label, include_usage, fp)
+
+    def feed(self, index: int, lines: list[dict[str, Any]]) -> bytes:
+        """One chunk per choice delta of these lines."""
+        translator = self.translators[index]
+        encode = self.encoder.frame
+        data = b"".join([encode(choice) for line in lines for choice in translator.feed(line)])
+        if translator.done and all(t.done for t in self.translators):
+            self.finished = True
+        return data
+
+    def finish(self) -> bytes:
+        """The usage chunk (when asked for) and [DONE]."""
+        usage = ChatHandler._account(self.call, self.translators)
+        if not self.include_usage:
+            return DONE
+        return frame(chunk(self.cid, self.created, self.label, [], True, usage, self.fp)) + DONE
+
+    def fail(self, failure: StreamFailed) -> bytes:
+        """Usage so far, then the error frame."""
+        ChatHandler._account(self.call, self.translators)
+        return error_frame(failure)

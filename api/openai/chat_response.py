@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,7 +294,7 @@ def completion(cid: str, created: int, model: str, choices: list[dict[str, Any]]
             "system_fingerprint": system_fingerprint, "choices": choices, "usage": usage}
 
 
-def to_chat_completion(lines: list[Mapping[str, Any]], model: str,
+def to_chat_completion(lines: Sequence[Mapping[str, Any]], model: str,
                        reasoning_mode: str = "reasoning_content") -> dict[str, Any]:
     """A whole native response (all lines) -> chat.completion (used by tests and tools)."""
     tr = ChoiceTranslator(reasoning_mode=reasoning_mode)

@@ -9,9 +9,8 @@ from aiohttp import web
 
 from api.core.catalog import ModelInfo
 from api.core.errors import bad_request, model_not_found
-from api.core.pipeline import CALL
+from api.core.pipeline import CALL, Call
 from api.core.relay import StreamFailed, merged
-from api.core.streaming import SSEStream, frame
 from api.openai.chat import open_all
 from api.openai.chat_response import FINGERPRINT, completion_id, fingerprint, merge_usage
 from api.openai.completions import (
@@ -21,6 +20,7 @@ from api.openai.completions import (
     merge_logprobs,
     to_embeddings,
 )
+from api.openai.sse import DONE, OpenAIFrames, error_frame, frame
 from appkeys import CATALOG, STREAMS, UPSTREAM
 from state.options import OptionError
 
@@ -79,49 +79,12 @@ class Endpoints:
             return web.json_response(_envelope(
                 cid, created, label, [c.choice(merge_logprobs(parts[c.index])) for c in choices],
                 usage, True, fp))
-        sse = SSEStream(request, call.headers)
-        sse.upstreams = upstreams
-        request.config_dict[STREAMS].add(sse)
-        finished = False
-        try:
-            await sse.open()
-            try:
-                async for i, batch in merged(upstreams):
-                    frames = []
-                    for line in batch:
-                        chosen = choices[i].feed(line)
-                        if chosen is not None:
-                            frames.append(frame(_envelope(cid, created, label, [chosen], None,
-                                                          plan.include_usage, fp)))
-                    if frames:
-                        call.first_token()
-                    if not finished and all(c.final is not None for c in choices):
-                        finished = True  # usage and [DONE] go out with the last frames
-                        usage = self._usage(call, choices, n_prompts)
-                        if plan.include_usage:
-                            frames.append(frame(_envelope(cid, created, label, [], usage,
-                                                          True, fp)))
-                        await sse.done(frames)
-                    else:
-                        await sse.send_frames(frames)
-            except StreamFailed as exc:
-                failure = exc if not sse.shutting_down else StreamFailed(
-                    "The gateway is shutting down; this stream was ended.", "server_shutdown")
-                call.record.error_code = failure.code
-                self._usage(call, choices, n_prompts)
-                await sse.send_error(failure.message, failure.code)
-                return sse.response
-        except ConnectionError:
-            call.record.cancelled = True
-            call.record.status = 499
-            call.record.error_code = "client_closed"
-        finally:
-            sse.abort_upstreams()
-            request.config_dict[STREAMS].discard(sse)
-        return sse.response
+        frames = CompletionFrames(call, choices, n_prompts, plan.include_usage,
+                                  (cid, created, label, fp))
+        return await request.config_dict[STREAMS].relay(request, call, upstreams, frames)
 
     @staticmethod
-    def _usage(call: Any, choices: list[TextChoice], n_prompts: int) -> dict[str, Any]:
+    def _usage(call: Call, choices: list[TextChoice], n_prompts: int) -> dict[str, Any]:
         """Usage over all choices (each prompt counted once), recorded on the call."""
         usages = [c.usage() for c in choices]
         if n_prompts == 1:
@@ -191,3 +154,39 @@ def model_object(info: ModelInfo) -> dict[str, Any]:
         if getattr(info, key):
             out[key] = getattr(info, key)
     return out
+
+
+class CompletionFrames(OpenAIFrames):
+    """text_completion chunks for the choices of one completions stream."""
+
+    def __init__(self, call: Call, choices: list[TextChoice], n_prompts: int,
+                 include_usage: bool, envelope: tuple[str, int, str, str]) -> None:
+        super().__init__()
+        self.call, self.choices, self.n_prompts = call, choices, n_prompts
+        self.include_usage = include_usage
+        self.cid, self.created, self.label, self.fp = envelope
+
+    def _frame(self, choices: list[dict[str, Any]], usage: dict[str, Any] | None,
+               with_usage: bool) -> bytes:
+        return frame(_envelope(self.cid, self.created, self.label, choices, usage, with_usage,
+                               self.fp))
+
+    def feed(self, index: int, lines: list[dict[str, Any]]) -> bytes:
+        """A chunk per line that carries text (or the finish)."""
+        out = []
+        for line in lines:
+            chosen = self.choices[index].feed(line)
+            if chosen is not None:
+                out.append(self._frame([chosen], None, self.include_usage))
+        self.finished = all(c.final is not None for c in self.choices)
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """The usage chunk (when asked for) and [DONE]."""
+        usage = Endpoints._usage(self.call, self.choices, self.n_prompts)
+        return (self._frame([], usage, True) if self.include_usage else b"") + DONE
+
+    def fail(self, failure: StreamFailed) -> bytes:
+        """Usage so far, then the error frame."""
+        Endpoints._usage(self.call, self.choices, self.n_prompts)
+        return error_frame(failure)
