@@ -27,15 +27,19 @@ T = TypeVar("T")
 
 def _parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
-    parser = argparse.ArgumentParser(prog="gateway.py", description="Manage keys and the admin "
-                                     "account without the web admin (safe while it runs).")
+    parser = argparse.ArgumentParser(
+        prog="gateway.py",
+        description="Manage keys and the admin account without the web admin (safe while it runs).",
+    )
     groups = parser.add_subparsers(dest="group", required=True)
     keys = groups.add_parser("keys", help="API keys").add_subparsers(dest="cmd", required=True)
     create = keys.add_parser("create", help="create a key; the secret is the last line")
     create.add_argument("name")
-    create.add_argument("--models", required=True,
-                        help="comma-separated model names or patterns, e.g. 'llama3.2,qwen3*' "
-                             "or '*' for all")
+    create.add_argument(
+        "--models",
+        required=True,
+        help="comma-separated model names or patterns, e.g. 'llama3.2,qwen3*' or '*' for all",
+    )
     create.add_argument("--rpm", help="requests per minute")
     create.add_argument("--tpm", help="tokens per minute")
     create.add_argument("--max-concurrency", help="requests at the same time")
@@ -44,11 +48,15 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_parser("list", help="list keys (secrets are never shown)")
     revoke = keys.add_parser("revoke", help="delete a key; it stops working at once")
     revoke.add_argument("key", metavar="ID", help="key id (or its unique name)")
-    admin = groups.add_parser("admin", help="admin account").add_subparsers(dest="cmd",
-                                                                           required=True)
+    admin = groups.add_parser("admin", help="admin account").add_subparsers(
+        dest="cmd", required=True
+    )
     setpw = admin.add_parser("set-password", help="set the admin password")
-    setpw.add_argument("--password-stdin", action="store_true",
-                       help="read the password from the first line of stdin")
+    setpw.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin",
+    )
     return parser
 
 
@@ -68,9 +76,15 @@ def _update(config: Config, op: Callable[[RegistryState], T]) -> T:
 
 def _create(config: Config, args: argparse.Namespace) -> int:
     """keys create."""
-    raw = {"name": args.name, "models": args.models, "rpm": args.rpm, "tpm": args.tpm,
-           "max_concurrency": args.max_concurrency, "expires_at": args.expires_at,
-           "notes": args.notes}
+    raw = {
+        "name": args.name,
+        "models": args.models,
+        "rpm": args.rpm,
+        "tpm": args.tpm,
+        "max_concurrency": args.max_concurrency,
+        "expires_at": args.expires_at,
+        "notes": args.notes,
+    }
     fields = check_fields({k: v for k, v in raw.items() if v is not None}, creating=True)
     key, secret = build_key(fields.pop("name"), fields.pop("models"), **fields)
 
@@ -81,11 +95,17 @@ def _create(config: Config, args: argparse.Namespace) -> int:
         state.keys[key.id] = key
 
     _update(config, op)
-    limits = ", ".join(f"{n}={getattr(key, n)}" for n in ("rpm", "tpm", "max_concurrency")
-                       if getattr(key, n) is not None)
-    print(f"Created key {key.id} '{key.name}' for models {','.join(key.models)}"
-          + (f" ({limits})" if limits else "")
-          + (f", expires {iso(key.expires_at)}" if key.expires_at else "") + ".")
+    limits = ", ".join(
+        f"{n}={getattr(key, n)}"
+        for n in ("rpm", "tpm", "max_concurrency")
+        if getattr(key, n) is not None
+    )
+    print(
+        f"Created key {key.id} '{key.name}' for models {','.join(key.models)}"
+        + (f" ({limits})" if limits else "")
+        + (f", expires {iso(key.expires_at)}" if key.expires_at else "")
+        + "."
+    )
     print("The secret is shown only now; store it safely:")
     print(secret)
     return 0
@@ -102,10 +122,24 @@ def _list(config: Config) -> int:
     now = time.time()
     rows = [("ID", "NAME", "KEY", "MODELS", "STATUS", "LAST USED", "REQUESTS")]
     for k in keys:
-        status = "disabled" if not k.enabled else \
-            "expired" if k.expires_at is not None and k.expires_at <= now else "active"
-        rows.append((k.id, k.name, k.masked, ",".join(k.models), status,
-                     iso(k.last_used_at) or "never", str(k.request_count)))
+        status = (
+            "disabled"
+            if not k.enabled
+            else "expired"
+            if k.expires_at is not None and k.expires_at <= now
+            else "active"
+        )
+        rows.append(
+            (
+                k.id,
+                k.name,
+                k.masked,
+                ",".join(k.models),
+                status,
+                iso(k.last_used_at) or "never",
+                str(k.request_count),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -114,6 +148,7 @@ def _list(config: Config) -> int:
 
 def _revoke(config: Config, ident: str) -> int:
     """keys revoke."""
+
     def op(state: RegistryState) -> ApiKey:
         key = state.keys.get(ident)
         if key is None:
@@ -150,8 +185,11 @@ def _set_password(config: Config, args: argparse.Namespace) -> int:
     _update(config, op)
     print("Admin password changed; signed-in browser sessions end.")
     if config.admin_password:
-        print("note: ADMIN_PASSWORD / admin_password in config.yaml is set and replaces this "
-              "password when the gateway next starts.", file=sys.stderr)
+        print(
+            "note: ADMIN_PASSWORD / admin_password in config.yaml is set and replaces this "
+            "password when the gateway next starts.",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -167,8 +205,11 @@ def run_cli(config: Config, argv: Sequence[str]) -> int:
             return _revoke(config, args.key)
         return _set_password(config, args)
     except FieldError as exc:
-        flag = "--" + exc.field.replace("_", "-") if exc.field not in ("name", "key") \
+        flag = (
+            "--" + exc.field.replace("_", "-")
+            if exc.field not in ("name", "key")
             else exc.field.upper()
+        )
         print(f"error: {flag}: {exc.message}", file=sys.stderr)
         return 2
     except StateFileError as exc:

@@ -62,13 +62,17 @@ def _startup_warnings(app: web.Application) -> list[str]:
     registry = app[REGISTRY]
     warnings = []
     if registry.setting("auth") == "none":
-        warnings.append("auth: none -- /v1 accepts requests WITHOUT an API key. Use this only "
-                        "on a trusted network; set `auth: keys` to require keys.")
+        warnings.append(
+            "auth: none -- /v1 accepts requests WITHOUT an API key. Use this only "
+            "on a trusted network; set `auth: keys` to require keys."
+        )
     # No stored hash means the built-in admin/admin is in force (ADMIN_PASSWORD, when set,
     # has been stored by the time the server listens).
     if getattr(registry, "admin_password_hash", "") is None:
-        warnings.append("the admin password is the default (admin/admin). Change it at "
-                        "/admin (you will be asked to) or set ADMIN_PASSWORD.")
+        warnings.append(
+            "the admin password is the default (admin/admin). Change it at "
+            "/admin (you will be asked to) or set ADMIN_PASSWORD."
+        )
     return warnings
 
 
@@ -89,10 +93,14 @@ async def serve(app: web.Application, config: Config) -> None:
 
     # handler_cancellation: a client that disconnects cancels its handler, so a stream's
     # upstream request is closed at once (the same setting aiohttp's test server uses).
-    runner = web.AppRunner(app, access_log_class=AccessLog,
-                           access_log=logging.getLogger("gateway.access"),
-                           shutdown_timeout=config.shutdown_timeout,
-                           handler_cancellation=True, handle_signals=False)
+    runner = web.AppRunner(
+        app,
+        access_log_class=AccessLog,
+        access_log=logging.getLogger("gateway.access"),
+        shutdown_timeout=config.shutdown_timeout,
+        handler_cancellation=True,
+        handle_signals=False,
+    )
     await runner.setup()
     _register_stored_secrets(config)
     # Startup objects (modules, the app, loaded state) live for the whole run: keep them out
@@ -109,13 +117,17 @@ async def serve(app: web.Application, config: Config) -> None:
         try:
             await site.start()
         except OSError as exc:
-            raise ListenError(f"cannot listen on {config.host}:{config.port}: "
-                              f"{exc.strerror or exc}") from exc
+            raise ListenError(
+                f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+            ) from exc
         base = _public_base(config.host, config.port)
         log.info("listening on %s:%s", config.host, config.port)
         log.info("admin page: %s/admin", base)
-        log.info("OpenAI API: %s/v1  (Ollama at %s)", base,
-                 shown_url(app[REGISTRY].setting("ollama_url")))
+        log.info(
+            "OpenAI API: %s/v1  (Ollama at %s)",
+            base,
+            shown_url(app[REGISTRY].setting("ollama_url")),
+        )
         for warning in _startup_warnings(app):
             log.warning("SECURITY: %s", warning)
         stop = asyncio.Event()
@@ -125,8 +137,10 @@ async def serve(app: web.Application, config: Config) -> None:
         await stop.wait()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        log.info("shutting down: no new connections; in-flight requests get up to %gs",
-                 config.shutdown_timeout)
+        log.info(
+            "shutting down: no new connections; in-flight requests get up to %gs",
+            config.shutdown_timeout,
+        )
     finally:
         # Stops listening, runs on_shutdown (open streams get an error frame), waits for
         # in-flight handlers up to shutdown_timeout, then cleanup_ctx flushes state and usage.
@@ -138,10 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the server, or a CLI command (`keys …`, `admin …`)."""
     # -h is handled here only without a command, so `gateway.py keys create -h` reaches the CLI.
     parser = argparse.ArgumentParser(
-        prog="gateway.py", add_help=False,
+        prog="gateway.py",
+        add_help=False,
         description="ollama2openai: an OpenAI-compatible gateway for Ollama. Without a command, "
-                    "serve; see the README for settings.",
-        epilog="commands (each has --help): keys create|list|revoke, admin set-password")
+        "serve; see the README for settings.",
+        epilog="commands (each has --help): keys create|list|revoke, admin set-password",
+    )
     parser.add_argument("-h", "--help", action="store_true", help="show this help and exit")
     parser.add_argument("--config", metavar="PATH", help="config file (default ./config.yaml)")
     args, rest = parser.parse_known_args(argv)
@@ -177,8 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as exc:
         # At startup this is nearly always the data directory (missing, a file, read-only).
-        log.error("cannot start: %s. Check that data_dir (%s) is a directory this user can "
-                  "write.", exc, config.data_dir)
+        log.error(
+            "cannot start: %s. Check that data_dir (%s) is a directory this user can write.",
+            exc,
+            config.data_dir,
+        )
         return 1
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130

@@ -34,18 +34,30 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # API key secrets: `sk-` and URL-safe random characters.
     (re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"), "sk-" + _MARK),
     # Authorization / Cookie header values, in text or repr()/JSON form.
-    (re.compile(r"(?i)((?:authorization|proxy-authorization|cookie|set-cookie|x-api-key)"
-                r"['\"]?\s*[:=]\s*['\"]?)[^'\",\n}]+"), r"\1" + _MARK),
+    (
+        re.compile(
+            r"(?i)((?:authorization|proxy-authorization|cookie|set-cookie|x-api-key)"
+            r"['\"]?\s*[:=]\s*['\"]?)[^'\",\n}]+"
+        ),
+        r"\1" + _MARK,
+    ),
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]+"), r"\1 " + _MARK),
     # Credentials inside a URL: scheme://user:password@host.
     (re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^/\s:@]*:)[^@\s/]+@"), r"\1" + _MARK + "@"),
     # password=…, "password": "…", admin_password: …, session_secret=…, token=…
-    (re.compile(r"(?i)((?:password|passwd|secret|token|csrf[_-]?token)['\"]?\s*[:=]\s*"
-                r"['\"]?)[^'\"&,\s}]+"), r"\1" + _MARK),
+    (
+        re.compile(
+            r"(?i)((?:password|passwd|secret|token|csrf[_-]?token)['\"]?\s*[:=]\s*"
+            r"['\"]?)[^'\"&,\s}]+"
+        ),
+        r"\1" + _MARK,
+    ),
 )
 # Cheap pre-check: a line without any of these cannot match a pattern above (most lines).
-_MAYBE_SECRET = re.compile(r"(?i)sk-|authoriz|bearer|cookie|passw|secret|token|x-api-key|"
-                           r"://[^/\s]*@")
+_MAYBE_SECRET = re.compile(
+    r"(?i)sk-|authoriz|bearer|cookie|passw|secret|token|x-api-key|"
+    r"://[^/\s]*@"
+)
 _known_secrets: set[str] = set()
 _secrets_longest_first: tuple[str, ...] = ()  # sorted once here, not for every log line
 
@@ -209,12 +221,22 @@ class AccessLog(AbstractAccessLogger):
         if not self.logger.isEnabledFor(level):
             return
         ms = round(time * 1000, 1)
-        self.logger.log(level, "%s %s %s %.1fms", request.method, request.path,
-                        response.status, ms,
-                        extra={"method": request.method, "path": request.path,
-                               "status": response.status, "duration_ms": ms,
-                               "remote": request.remote,
-                               "request_id": request.get(REQUEST_ID) or "-"})
+        self.logger.log(
+            level,
+            "%s %s %s %.1fms",
+            request.method,
+            request.path,
+            response.status,
+            ms,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status,
+                "duration_ms": ms,
+                "remote": request.remote,
+                "request_id": request.get(REQUEST_ID) or "-",
+            },
+        )
 
     @property
     def enabled(self) -> bool:

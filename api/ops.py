@@ -59,14 +59,15 @@ class Ops:
         checks["state"] = "ok" if self.app[STARTED].value else "loading"
         checks["usage_db"] = "ok" if self.app[USAGE].available else "unavailable"
         ready = checks["state"] == "ok" and checks["ollama"] == "ok"
-        return web.json_response({"status": "ready" if ready else "not ready",
-                                  "checks": checks}, status=200 if ready else 503)
+        return web.json_response(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status=200 if ready else 503,
+        )
 
     async def _check_ready(self) -> dict[str, Any]:
         """Ask Ollama for its version with a short timeout."""
         try:
-            data = await self.app[UPSTREAM].request_json("GET", "/api/version",
-                                                         total=PROBE_TIMEOUT)
+            data = await self.app[UPSTREAM].request_json("GET", "/api/version", total=PROBE_TIMEOUT)
         except APIError as exc:
             self.metrics.upstream_up.set(0)
             return {"ollama": exc.message}
@@ -83,16 +84,25 @@ class Ops:
             given = request.headers.get("Authorization", "")
             scheme, _, value = given.partition(" ")
             # aiohttp keeps undecodable header bytes as surrogates; compare the raw bytes.
-            ok = hmac.compare_digest(value.strip().encode("utf-8", "surrogateescape"),
-                                     str(token).encode("utf-8"))
+            ok = hmac.compare_digest(
+                value.strip().encode("utf-8", "surrogateescape"), str(token).encode("utf-8")
+            )
             if scheme.lower() != "bearer" or not ok:
                 return web.json_response(
-                    {"error": {"message": "This endpoint needs 'Authorization: Bearer <token>' "
-                               "with the configured metrics_token.", "type": "auth_error"}},
-                    status=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+                    {
+                        "error": {
+                            "message": "This endpoint needs 'Authorization: Bearer <token>' "
+                            "with the configured metrics_token.",
+                            "type": "auth_error",
+                        }
+                    },
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
         await self.refresh_upstream()
-        return web.Response(body=self.metrics.exposition(),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     async def refresh_upstream(self) -> None:
         """Update the upstream gauges from /api/ps, at most every few seconds."""
@@ -103,17 +113,17 @@ class Ops:
                 return
             started = time.monotonic()
             try:
-                data = await self.app[UPSTREAM].request_json("GET", "/api/ps",
-                                                             total=PROBE_TIMEOUT)
+                data = await self.app[UPSTREAM].request_json("GET", "/api/ps", total=PROBE_TIMEOUT)
             except (APIError, RuntimeError) as exc:
                 log.debug("metrics: /api/ps failed: %s", exc)
                 self.metrics.set_upstream(False, None)
             else:
                 models = data.get("models")
-                self.metrics.set_upstream(True, [m for m in models if isinstance(m, dict)]
-                                          if isinstance(models, list) else [])
-            log.debug("metrics: upstream check took %.1f ms",
-                      (time.monotonic() - started) * 1000)
+                self.metrics.set_upstream(
+                    True,
+                    [m for m in models if isinstance(m, dict)] if isinstance(models, list) else [],
+                )
+            log.debug("metrics: upstream check took %.1f ms", (time.monotonic() - started) * 1000)
             self._ps.put(True)
 
 

@@ -41,15 +41,25 @@ SECTION_START = "<!-- bench_gateway:start -->"
 SECTION_END = "<!-- bench_gateway:end -->"
 ADMIN_PASSWORD = "bench-admin-password-1"
 PROMPT = [{"role": "user", "content": "Say hello in ten words."}]
-TARGETS = {"direct": "fake Ollama, native /api/chat",
-           "passthrough": "bare aiohttp pass-through, native /api/chat",
-           "gateway": "gateway, /v1/chat/completions"}
+TARGETS = {
+    "direct": "fake Ollama, native /api/chat",
+    "passthrough": "bare aiohttp pass-through, native /api/chat",
+    "gateway": "gateway, /v1/chat/completions",
+}
 
 
 # -- load generator (runs in its own process) -----------------------------------------------
 
-async def _load(url: str, body: bytes, headers: dict[str, str], concurrency: int,
-                requests: int, warmup: int, stream: bool) -> dict[str, Any]:
+
+async def _load(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    concurrency: int,
+    requests: int,
+    warmup: int,
+    stream: bool,
+) -> dict[str, Any]:
     """Send `requests` POSTs with `concurrency` workers; per-request latency to the last byte."""
     import aiohttp
 
@@ -58,8 +68,9 @@ async def _load(url: str, body: bytes, headers: dict[str, str], concurrency: int
     latencies: list[float] = []
     errors: list[str] = []
 
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                     headers=headers) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=headers
+    ) as session:
 
         async def one() -> tuple[float, str | None]:
             t0 = time.perf_counter()
@@ -94,9 +105,14 @@ async def _load(url: str, body: bytes, headers: dict[str, str], concurrency: int
         elapsed = time.perf_counter() - t_all
     latencies.sort()
     done = len(latencies)
-    return {"ok": done, "errors": len(errors), "first_error": errors[0] if errors else None,
-            "rps": done / elapsed if done else 0.0,
-            "p50_ms": _pct(latencies, 50) * 1000, "p99_ms": _pct(latencies, 99) * 1000}
+    return {
+        "ok": done,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "rps": done / elapsed if done else 0.0,
+        "p50_ms": _pct(latencies, 50) * 1000,
+        "p99_ms": _pct(latencies, 99) * 1000,
+    }
 
 
 def _pct(sorted_values: list[float], pct: float) -> float:
@@ -109,12 +125,22 @@ def _pct(sorted_values: list[float], pct: float) -> float:
 
 def loadgen_main(args: argparse.Namespace) -> None:
     """Entry point of the load generator process: prints one JSON result."""
-    result = asyncio.run(_load(args.loadgen, args.body.encode(), json.loads(args.headers),
-                               args.concurrency, args.requests, args.warmup, args.stream))
+    result = asyncio.run(
+        _load(
+            args.loadgen,
+            args.body.encode(),
+            json.loads(args.headers),
+            args.concurrency,
+            args.requests,
+            args.warmup,
+            args.stream,
+        )
+    )
     print(json.dumps(result), flush=True)
 
 
 # -- orchestration ------------------------------------------------------------------------
+
 
 def free_port() -> int:
     """A free port on 127.0.0.1."""
@@ -141,8 +167,9 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def process(cmd: list[str], log: Path, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """A background process whose output goes to `log`; terminated on exit."""
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
@@ -165,9 +192,11 @@ def create_key(base: str) -> str:
 
     basic = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
     req = urllib.request.Request(
-        base + "/admin/api/keys", method="POST",
+        base + "/admin/api/keys",
+        method="POST",
         data=json.dumps({"name": "bench", "models": ["*"]}).encode(),
-        headers={"Authorization": f"Basic {basic}", "Content-Type": "application/json"})
+        headers={"Authorization": f"Basic {basic}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         secret = json.loads(resp.read())["key"]
     if not re.fullmatch(r"sk-[A-Za-z0-9_\-]{20,}", secret):
@@ -205,13 +234,32 @@ class Scenario:
         return f"{self.target} {'stream' if self.stream else 'non-stream'} c={self.concurrency}"
 
 
-def run_loadgen(url: str, body: dict[str, Any], headers: dict[str, str], concurrency: int,
-                requests: int, warmup: int, stream: bool) -> dict[str, Any]:
+def run_loadgen(
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    concurrency: int,
+    requests: int,
+    warmup: int,
+    stream: bool,
+) -> dict[str, Any]:
     """Run the load generator in a fresh process and return its result."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--loadgen", url,
-           "--body", json.dumps(body), "--headers", json.dumps(headers),
-           "--concurrency", str(concurrency), "--requests", str(requests),
-           "--warmup", str(warmup)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--loadgen",
+        url,
+        "--body",
+        json.dumps(body),
+        "--headers",
+        json.dumps(headers),
+        "--concurrency",
+        str(concurrency),
+        "--requests",
+        str(requests),
+        "--warmup",
+        str(warmup),
+    ]
     if stream:
         cmd.append("--stream")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -231,9 +279,13 @@ def machine() -> dict[str, str]:
                 break
     import aiohttp
 
-    return {"nproc": str(os.cpu_count()), "cpu": cpu,
-            "python": platform.python_version(), "aiohttp": aiohttp.__version__,
-            "os": f"{platform.system()} {platform.release()}"}
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "os": f"{platform.system()} {platform.release()}",
+    }
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -243,21 +295,40 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     fake_port, pass_port, gw_port = free_port(), free_port(), free_port()
     fake_url = f"http://127.0.0.1:{fake_port}"
     config = work / "config.yaml"
-    config.write_text(f"host: 127.0.0.1\nport: {gw_port}\nollama_url: {fake_url}\n"
-                      f"data_dir: {work / 'data'}\nauth: keys\nlog_level: {args.log_level}\n")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PORT", "HOST", "OLLAMA_URL", "DATA_DIR", "LOG_LEVEL", "LOG_FORMAT")}
+    config.write_text(
+        f"host: 127.0.0.1\nport: {gw_port}\nollama_url: {fake_url}\n"
+        f"data_dir: {work / 'data'}\nauth: keys\nlog_level: {args.log_level}\n"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PORT", "HOST", "OLLAMA_URL", "DATA_DIR", "LOG_LEVEL", "LOG_FORMAT")
+    }
     env["ADMIN_PASSWORD"] = ADMIN_PASSWORD
-    fake_cmd = [sys.executable, str(HERE / "fake_upstream.py"), "--port", str(fake_port),
-                "--tokens", str(args.tokens)]
-    pass_cmd = [sys.executable, str(HERE / "fake_upstream.py"), "--port", str(pass_port),
-                "--passthrough", fake_url]
+    fake_cmd = [
+        sys.executable,
+        str(HERE / "fake_upstream.py"),
+        "--port",
+        str(fake_port),
+        "--tokens",
+        str(args.tokens),
+    ]
+    pass_cmd = [
+        sys.executable,
+        str(HERE / "fake_upstream.py"),
+        "--port",
+        str(pass_port),
+        "--passthrough",
+        fake_url,
+    ]
     gw_cmd = [sys.executable, str(ROOT / "gateway.py"), "--config", str(config)]
     results: dict[str, list[dict[str, Any]]] = {}
     gateway_requests = 0
-    with process(fake_cmd, work / "fake.log") as fake, \
-            process(pass_cmd, work / "pass.log") as passthrough, \
-            process(gw_cmd, work / "gateway.log", env=env, cwd=ROOT) as gw:
+    with (
+        process(fake_cmd, work / "fake.log") as fake,
+        process(pass_cmd, work / "pass.log") as passthrough,
+        process(gw_cmd, work / "gateway.log", env=env, cwd=ROOT) as gw,
+    ):
         # CPU time is charged to the process that serves the target (the fake for `direct`);
         # for the proxies the fake's share is the same as in `direct` and is not counted.
         serving = {"direct": fake.pid, "passthrough": passthrough.pid, "gateway": gw.pid}
@@ -267,30 +338,47 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         key = create_key(f"http://127.0.0.1:{gw_port}")
         native = {"model": "bench", "messages": PROMPT}
         openai = {"model": "bench", "messages": PROMPT}
-        urls = {"direct": (fake_url + "/api/chat", native, {}),
-                "passthrough": (f"http://127.0.0.1:{pass_port}/api/chat", native, {}),
-                "gateway": (f"http://127.0.0.1:{gw_port}/v1/chat/completions", openai,
-                            {"Authorization": f"Bearer {key}"})}
+        urls = {
+            "direct": (fake_url + "/api/chat", native, {}),
+            "passthrough": (f"http://127.0.0.1:{pass_port}/api/chat", native, {}),
+            "gateway": (
+                f"http://127.0.0.1:{gw_port}/v1/chat/completions",
+                openai,
+                {"Authorization": f"Bearer {key}"},
+            ),
+        }
         scenarios = [Scenario(t, s, c) for c in (1, 32) for s in (False, True) for t in urls]
         for rep in range(args.reps):
             for sc in scenarios:
                 url, body, headers = urls[sc.target]
                 n = args.requests_c1 if sc.concurrency == 1 else args.requests_c32
                 cpu_before = cpu_seconds(serving[sc.target])
-                result = run_loadgen(url, {**body, "stream": sc.stream}, headers,
-                                     sc.concurrency, n, args.warmup, sc.stream)
-                result["cpu_us"] = ((cpu_seconds(serving[sc.target]) - cpu_before)
-                                    / (n + args.warmup) * 1e6)
+                result = run_loadgen(
+                    url,
+                    {**body, "stream": sc.stream},
+                    headers,
+                    sc.concurrency,
+                    n,
+                    args.warmup,
+                    sc.stream,
+                )
+                result["cpu_us"] = (
+                    (cpu_seconds(serving[sc.target]) - cpu_before) / (n + args.warmup) * 1e6
+                )
                 if sc.target == "gateway":
                     gateway_requests += n + args.warmup
                 if result["errors"]:
-                    raise RuntimeError(f"{sc.label}: {result['errors']} errors, first: "
-                                       f"{result['first_error']} (see {work}/gateway.log)")
+                    raise RuntimeError(
+                        f"{sc.label}: {result['errors']} errors, first: "
+                        f"{result['first_error']} (see {work}/gateway.log)"
+                    )
                 results.setdefault(sc.label, []).append(result)
-                print(f"rep {rep + 1}/{args.reps}  {sc.label:32s} {result['rps']:8.0f} req/s  "
-                      f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  "
-                      f"CPU {result['cpu_us']:5.0f} us/req",
-                      flush=True)
+                print(
+                    f"rep {rep + 1}/{args.reps}  {sc.label:32s} {result['rps']:8.0f} req/s  "
+                    f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  "
+                    f"CPU {result['cpu_us']:5.0f} us/req",
+                    flush=True,
+                )
         # Top up to the RSS checkpoint: 10,000 requests through the gateway at least.
         url, body, headers = urls["gateway"]
         while gateway_requests < args.rss_requests:
@@ -300,15 +388,26 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         hwm, rss = peak_rss_mb(gw.pid)
     # Logs and the data directory stay behind only when something failed (the error names them).
     shutil.rmtree(work, ignore_errors=True)
-    medians = {label: {k: statistics.median(r[k] for r in runs)
-                       for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
-               for label, runs in results.items()}
-    return {"medians": medians, "runs": results, "reps": args.reps, "rss_hwm_mb": hwm,
-            "rss_now_mb": rss,
-            "gateway_requests": gateway_requests, "machine": machine(),
-            "requests_c1": args.requests_c1, "requests_c32": args.requests_c32,
-            "tokens": args.tokens, "log_level": args.log_level,
-            "load": (load_before, os.getloadavg()[0])}
+    medians = {
+        label: {
+            k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms", "cpu_us")
+        }
+        for label, runs in results.items()
+    }
+    return {
+        "medians": medians,
+        "runs": results,
+        "reps": args.reps,
+        "rss_hwm_mb": hwm,
+        "rss_now_mb": rss,
+        "gateway_requests": gateway_requests,
+        "machine": machine(),
+        "requests_c1": args.requests_c1,
+        "requests_c32": args.requests_c32,
+        "tokens": args.tokens,
+        "log_level": args.log_level,
+        "load": (load_before, os.getloadavg()[0]),
+    }
 
 
 def verdicts(res: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
@@ -330,56 +429,83 @@ def verdicts(res: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
 
     for kind in ("non-stream", "stream"):
         added = paired("gateway", f"{kind} c=1", "p50_ms", "-")
-        out.append((f"added p50 latency, {kind}, c=1", "<= 1 ms", f"{added:.2f} ms",
-                    added <= 1.0))
+        out.append((f"added p50 latency, {kind}, c=1", "<= 1 ms", f"{added:.2f} ms", added <= 1.0))
     for kind in ("non-stream", "stream"):
         ratio = paired("gateway", f"{kind} c=32", "rps", "/")
         ref = paired("passthrough", f"{kind} c=32", "rps", "/")
-        out.append((f"throughput vs direct, {kind}, c=32", ">= 25%",
-                    f"{ratio:.1%} (bare pass-through: {ref:.1%})", ratio >= 0.25))
-    out.append((f"peak RSS after {res['gateway_requests']:,} requests", "<= 80 MB",
-                f"{res['rss_hwm_mb']:.1f} MB", res["rss_hwm_mb"] <= 80))
+        out.append(
+            (
+                f"throughput vs direct, {kind}, c=32",
+                ">= 25%",
+                f"{ratio:.1%} (bare pass-through: {ref:.1%})",
+                ratio >= 0.25,
+            )
+        )
+    out.append(
+        (
+            f"peak RSS after {res['gateway_requests']:,} requests",
+            "<= 80 MB",
+            f"{res['rss_hwm_mb']:.1f} MB",
+            res["rss_hwm_mb"] <= 80,
+        )
+    )
     return out
 
 
 def report(res: dict[str, Any]) -> str:
     """The /v1 section of RESULTS.md, in Markdown."""
     mc = res["machine"]
-    lines = [SECTION_START, "## /v1 gateway vs direct upstream", "",
-             f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with "
-             f"`python bench/bench_gateway.py`.", "",
-             f"- Machine: {mc['nproc']} CPUs ({mc['cpu']}), {mc['os']}",
-             f"- Python {mc['python']}, aiohttp {mc['aiohttp']}",
-             f"- 1-minute load average at start / end: {res['load'][0]:.1f} / "
-             f"{res['load'][1]:.1f} (the bench's own processes use up to 3; more means other "
-             f"work shared the CPUs and the numbers are pessimistic)",
-             "- Load generator, fake upstream, pass-through and gateway all on this machine "
-             "(127.0.0.1), each its own process.",
-             f"- Each reply: {res['tokens']} content lines plus the done line. Requests per "
-             f"run: {res['requests_c1']:,} at c=1, {res['requests_c32']:,} at c=32 (after a "
-             f"warm-up); median of {res['reps']} runs. Gateway log level: "
-             f"{res['log_level']}, `auth: keys` with a real key.", "",
-             "| Scenario | req/s | p50 ms | p99 ms | req/s vs direct | server CPU µs/req |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        SECTION_START,
+        "## /v1 gateway vs direct upstream",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with "
+        f"`python bench/bench_gateway.py`.",
+        "",
+        f"- Machine: {mc['nproc']} CPUs ({mc['cpu']}), {mc['os']}",
+        f"- Python {mc['python']}, aiohttp {mc['aiohttp']}",
+        f"- 1-minute load average at start / end: {res['load'][0]:.1f} / "
+        f"{res['load'][1]:.1f} (the bench's own processes use up to 3; more means other "
+        f"work shared the CPUs and the numbers are pessimistic)",
+        "- Load generator, fake upstream, pass-through and gateway all on this machine "
+        "(127.0.0.1), each its own process.",
+        f"- Each reply: {res['tokens']} content lines plus the done line. Requests per "
+        f"run: {res['requests_c1']:,} at c=1, {res['requests_c32']:,} at c=32 (after a "
+        f"warm-up); median of {res['reps']} runs. Gateway log level: "
+        f"{res['log_level']}, `auth: keys` with a real key.",
+        "",
+        "| Scenario | req/s | p50 ms | p99 ms | req/s vs direct | server CPU µs/req |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     m = res["medians"]
     for c in (1, 32):
         for kind in ("non-stream", "stream"):
             direct = m[f"direct {kind} c={c}"]["rps"]
             for target in TARGETS:
                 row = m[f"{target} {kind} c={c}"]
-                lines.append(f"| {target} {kind} c={c} | {row['rps']:,.0f} | "
-                             f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
-                             f"{row['rps'] / direct:.0%} | {row['cpu_us']:.0f} |")
-    lines += ["", "Targets (issue 2). The latency and throughput checks use the median over "
-              "runs of the gateway-vs-direct difference or ratio within one run (the targets "
-              "of a cell run back to back), which cancels most background load.", "",
-              "| Check | Target | Measured | Met |",
-              "|---|---|---|---|"]
+                lines.append(
+                    f"| {target} {kind} c={c} | {row['rps']:,.0f} | "
+                    f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
+                    f"{row['rps'] / direct:.0%} | {row['cpu_us']:.0f} |"
+                )
+    lines += [
+        "",
+        "Targets (issue 2). The latency and throughput checks use the median over "
+        "runs of the gateway-vs-direct difference or ratio within one run (the targets "
+        "of a cell run back to back), which cancels most background load.",
+        "",
+        "| Check | Target | Measured | Met |",
+        "|---|---|---|---|",
+    ]
     for check, target, measured, ok in verdicts(res):
         lines.append(f"| {check} | {target} | {measured} | {'yes' if ok else '**no**'} |")
-    lines += ["", "Legend: " + "; ".join(f"`{k}` = {v}" for k, v in TARGETS.items()) + ". "
-              "Server CPU is the user+system time of the process serving the target, per "
-              "request (for `direct` the fake itself).", SECTION_END]
+    lines += [
+        "",
+        "Legend: " + "; ".join(f"`{k}` = {v}" for k, v in TARGETS.items()) + ". "
+        "Server CPU is the user+system time of the process serving the target, per "
+        "request (for `direct` the fake itself).",
+        SECTION_END,
+    ]
     return "\n".join(lines) + "\n"
 
 

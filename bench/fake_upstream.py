@@ -21,8 +21,13 @@ import aiohttp
 from aiohttp import web
 
 MODEL = "bench:latest"
-METRICS = {"total_duration": 1_000_000, "load_duration": 10_000, "prompt_eval_count": 12,
-           "prompt_eval_duration": 100_000, "eval_duration": 500_000}
+METRICS = {
+    "total_duration": 1_000_000,
+    "load_duration": 10_000,
+    "prompt_eval_count": 12,
+    "prompt_eval_duration": 100_000,
+    "eval_duration": 500_000,
+}
 STREAM_HEADERS = {"Content-Type": "application/x-ndjson"}
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
@@ -39,31 +44,96 @@ class FakeUpstream:
         words = [f"tok{i} " for i in range(tokens)]
         base = {"model": MODEL, "created_at": _created()}
         self.chat_lines = [
-            (json.dumps({**base, "message": {"role": "assistant", "content": w},
-                         "done": False}) + "\n").encode() for w in words]
-        self.chat_lines.append((json.dumps({
-            **base, "message": {"role": "assistant", "content": ""}, "done": True,
-            "done_reason": "stop", **METRICS, "eval_count": tokens}) + "\n").encode())
-        self.chat_whole = json.dumps({
-            **base, "message": {"role": "assistant", "content": "".join(words)}, "done": True,
-            "done_reason": "stop", **METRICS, "eval_count": tokens}).encode()
-        self.gen_lines = [(json.dumps({**base, "response": w, "done": False}) + "\n").encode()
-                          for w in words]
-        self.gen_lines.append((json.dumps({**base, "response": "", "done": True,
-                                           "done_reason": "stop", **METRICS,
-                                           "eval_count": tokens}) + "\n").encode())
-        self.gen_whole = json.dumps({**base, "response": "".join(words), "done": True,
-                                     "done_reason": "stop", **METRICS,
-                                     "eval_count": tokens}).encode()
-        details = {"format": "gguf", "family": "llama", "families": ["llama"],
-                   "parameter_size": "1B", "quantization_level": "Q4_K_M"}
-        self.tags = json.dumps({"models": [{
-            "name": MODEL, "model": MODEL, "modified_at": _created(), "size": 1,
-            "digest": "0" * 64, "details": details, "capabilities": ["completion"]}]}).encode()
-        self.show = json.dumps({
-            "details": details, "capabilities": ["completion"], "parameters": "",
-            "model_info": {"general.architecture": "llama", "llama.context_length": 8192},
-            "modified_at": _created()}).encode()
+            (
+                json.dumps({**base, "message": {"role": "assistant", "content": w}, "done": False})
+                + "\n"
+            ).encode()
+            for w in words
+        ]
+        self.chat_lines.append(
+            (
+                json.dumps(
+                    {
+                        **base,
+                        "message": {"role": "assistant", "content": ""},
+                        "done": True,
+                        "done_reason": "stop",
+                        **METRICS,
+                        "eval_count": tokens,
+                    }
+                )
+                + "\n"
+            ).encode()
+        )
+        self.chat_whole = json.dumps(
+            {
+                **base,
+                "message": {"role": "assistant", "content": "".join(words)},
+                "done": True,
+                "done_reason": "stop",
+                **METRICS,
+                "eval_count": tokens,
+            }
+        ).encode()
+        self.gen_lines = [
+            (json.dumps({**base, "response": w, "done": False}) + "\n").encode() for w in words
+        ]
+        self.gen_lines.append(
+            (
+                json.dumps(
+                    {
+                        **base,
+                        "response": "",
+                        "done": True,
+                        "done_reason": "stop",
+                        **METRICS,
+                        "eval_count": tokens,
+                    }
+                )
+                + "\n"
+            ).encode()
+        )
+        self.gen_whole = json.dumps(
+            {
+                **base,
+                "response": "".join(words),
+                "done": True,
+                "done_reason": "stop",
+                **METRICS,
+                "eval_count": tokens,
+            }
+        ).encode()
+        details = {
+            "format": "gguf",
+            "family": "llama",
+            "families": ["llama"],
+            "parameter_size": "1B",
+            "quantization_level": "Q4_K_M",
+        }
+        self.tags = json.dumps(
+            {
+                "models": [
+                    {
+                        "name": MODEL,
+                        "model": MODEL,
+                        "modified_at": _created(),
+                        "size": 1,
+                        "digest": "0" * 64,
+                        "details": details,
+                        "capabilities": ["completion"],
+                    }
+                ]
+            }
+        ).encode()
+        self.show = json.dumps(
+            {
+                "details": details,
+                "capabilities": ["completion"],
+                "parameters": "",
+                "model_info": {"general.architecture": "llama", "llama.context_length": 8192},
+                "modified_at": _created(),
+            }
+        ).encode()
 
     def app(self) -> web.Application:
         """The aiohttp application."""
@@ -90,8 +160,9 @@ class FakeUpstream:
         """Ollama's liveness answer."""
         return web.Response(text="Ollama is running")
 
-    async def _reply(self, request: web.Request, lines: list[bytes],
-                     whole: bytes) -> web.StreamResponse:
+    async def _reply(
+        self, request: web.Request, lines: list[bytes], whole: bytes
+    ) -> web.StreamResponse:
         """Stream `lines` as NDJSON (a write per line, as Ollama flushes), or answer `whole`."""
         raw = await request.read()
         # A cheap check instead of a JSON parse: `"stream": false` or `"stream":false`.
@@ -122,17 +193,25 @@ def passthrough_app(target: str) -> web.Application:
     async def session_ctx(app: web.Application) -> Any:
         app[session_key] = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0),
-            timeout=aiohttp.ClientTimeout(total=None, sock_read=600))
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=600),
+        )
         yield
         await app[session_key].close()
 
     async def forward(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         async with app[session_key].request(
-                request.method, target + request.rel_url.path_qs, data=body,
-                headers={"Content-Type": request.content_type}) as up:
-            resp = web.StreamResponse(status=up.status, headers={
-                "Content-Type": up.headers.get("Content-Type", "application/octet-stream")})
+            request.method,
+            target + request.rel_url.path_qs,
+            data=body,
+            headers={"Content-Type": request.content_type},
+        ) as up:
+            resp = web.StreamResponse(
+                status=up.status,
+                headers={
+                    "Content-Type": up.headers.get("Content-Type", "application/octet-stream")
+                },
+            )
             await resp.prepare(request)
             async for chunk in up.content.iter_any():
                 await resp.write(chunk)
@@ -152,12 +231,15 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=10, help="content lines per reply")
     parser.add_argument("--passthrough", metavar="URL", help="proxy to URL instead")
     args = parser.parse_args()
-    app = passthrough_app(args.passthrough) if args.passthrough else \
-        FakeUpstream(args.tokens).app()
+    app = passthrough_app(args.passthrough) if args.passthrough else FakeUpstream(args.tokens).app()
     started = time.strftime("%H:%M:%S")
-    web.run_app(app, host=args.host, port=args.port, access_log=None,
-                print=lambda *_: print(f"{started} serving on {args.host}:{args.port}",
-                                       flush=True))
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=lambda *_: print(f"{started} serving on {args.host}:{args.port}", flush=True),
+    )
 
 
 if __name__ == "__main__":

@@ -35,65 +35,186 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", str, "0.0.0.0", "Address to listen on.", env="HOST"),
     Setting("port", int, 3000, "Port to listen on.", env="PORT"),
-    Setting("ollama_url", str, "http://localhost:11434", "Base URL of the Ollama server.",
-            env="OLLAMA_URL", admin=True),
-    Setting("data_dir", str, "./data", "Directory for state files, the usage database and "
-            "the generated session secret (created on first start).", env="DATA_DIR"),
-    Setting("session_secret", str, None, "Secret for admin session cookies. Unset: a random "
-            "secret is generated once and kept in the data directory.", env="SESSION_SECRET"),
-    Setting("admin_password", str, None, "Sets the admin password at start (headless installs). "
-            "Unset: the stored password, or admin/admin until changed.", env="ADMIN_PASSWORD"),
+    Setting(
+        "ollama_url",
+        str,
+        "http://localhost:11434",
+        "Base URL of the Ollama server.",
+        env="OLLAMA_URL",
+        admin=True,
+    ),
+    Setting(
+        "data_dir",
+        str,
+        "./data",
+        "Directory for state files, the usage database and "
+        "the generated session secret (created on first start).",
+        env="DATA_DIR",
+    ),
+    Setting(
+        "session_secret",
+        str,
+        None,
+        "Secret for admin session cookies. Unset: a random "
+        "secret is generated once and kept in the data directory.",
+        env="SESSION_SECRET",
+    ),
+    Setting(
+        "admin_password",
+        str,
+        None,
+        "Sets the admin password at start (headless installs). "
+        "Unset: the stored password, or admin/admin until changed.",
+        env="ADMIN_PASSWORD",
+    ),
     Setting("admin_username", str, "admin", "Admin login name."),
-    Setting("auth", str, "keys", "`keys` requires an API key on /v1; `none` allows keyless use "
-            "on a trusted network (logged loudly).", choices=("keys", "none")),
+    Setting(
+        "auth",
+        str,
+        "keys",
+        "`keys` requires an API key on /v1; `none` allows keyless use "
+        "on a trusted network (logged loudly).",
+        choices=("keys", "none"),
+    ),
     Setting("connect_timeout", float, 5.0, "Seconds to wait for a connection to Ollama."),
-    Setting("read_timeout", float, 600.0, "Seconds to wait for Ollama between bytes; a "
-            "non-streaming answer arrives whole, so it must fit in this. First loads of large "
-            "models take minutes."),
-    Setting("max_body_bytes", int, 20 * 1024 * 1024, "Largest accepted request body; larger "
-            "is a 413."),
+    Setting(
+        "read_timeout",
+        float,
+        600.0,
+        "Seconds to wait for Ollama between bytes; a "
+        "non-streaming answer arrives whole, so it must fit in this. First loads of large "
+        "models take minutes.",
+    ),
+    Setting(
+        "max_body_bytes", int, 20 * 1024 * 1024, "Largest accepted request body; larger is a 413."
+    ),
     Setting("image_fetch", bool, True, "Fetch http(s) image URLs in chat messages.", admin=True),
     Setting("image_max_bytes", int, 10 * 1024 * 1024, "Largest image fetched from a URL."),
     Setting("image_timeout", float, 10.0, "Seconds allowed to fetch one image URL."),
-    Setting("image_allow_private", bool, False, "Allow image URLs that resolve to private, "
-            "loopback or link-local addresses (SSRF guard off)."),
-    Setting("reasoning_output", str, "reasoning_content", "How reasoning is returned: "
-            "`reasoning_content`, `reasoning`, `both`, `inline` (<think> in content) or "
-            "`hidden`. Per model too.", choices=REASONING_MODES, admin=True),
-    Setting("defaults", dict, {}, "Global default Ollama options and gateway parameters "
-            "(`think`, `keep_alive`), used when neither the request nor a model override "
-            "sets them.", admin=True),
-    Setting("models", dict, {}, "Per-model settings keyed by Ollama name: `display_name`, "
-            "`enabled`, `overrides`, `enforce`, `reasoning_output`."),
-    Setting("key_rotation_grace", int, 86400, "Seconds an old key secret keeps working "
-            "after rotation.", admin=True),
-    Setting("model_cache_ttl", float, 60.0, "Seconds the model list from Ollama is cached "
-            "(a miss always refreshes)."),
-    Setting("cookie_secure", str, "auto", "`auto` (Secure when served over https), `always` "
-            "or `never`.", choices=("auto", "always", "never")),
-    Setting("trust_proxy", bool, False, "Trust X-Forwarded-Proto and X-Forwarded-For from a "
-            "reverse proxy."),
-    Setting("session_idle_minutes", int, 60, "Admin sessions expire after this much idle "
-            "time."),
-    Setting("log_format", str, "text", "`text` or `json` (one JSON object a line).",
-            env="LOG_FORMAT", choices=("text", "json")),
-    Setting("log_level", str, "info", "`debug`, `info`, `warning` or `error`.",
-            env="LOG_LEVEL", choices=("debug", "info", "warning", "error")),
-    Setting("metrics_token", str, None, "Bearer token required on /metrics; unset: open.",
-            env="METRICS_TOKEN"),
-    Setting("usage_retention_days", int, 90, "Usage rows older than this are pruned "
-            "(0 keeps all).", admin=True),
-    Setting("usage_retention_rows", int, 1_000_000, "At most this many usage rows are kept "
-            "(0 keeps all).", admin=True),
-    Setting("content_logging", bool, False, "Store prompt and response text with usage "
-            "rows.", admin=True),
-    Setting("content_retention_days", int, 7, "Stored prompt/response text is erased after "
-            "this many days.", admin=True),
-    Setting("response_retention_days", int, 30, "Days a stored Responses API response "
-            "(store: true) is kept for previous_response_id and GET /v1/responses/{id}; 0 keeps "
-            "nothing.", admin=True, maximum=3650),
-    Setting("shutdown_timeout", float, 30.0, "Seconds in-flight requests get to finish on "
-            "SIGTERM."),
+    Setting(
+        "image_allow_private",
+        bool,
+        False,
+        "Allow image URLs that resolve to private, "
+        "loopback or link-local addresses (SSRF guard off).",
+    ),
+    Setting(
+        "reasoning_output",
+        str,
+        "reasoning_content",
+        "How reasoning is returned: "
+        "`reasoning_content`, `reasoning`, `both`, `inline` (<think> in content) or "
+        "`hidden`. Per model too.",
+        choices=REASONING_MODES,
+        admin=True,
+    ),
+    Setting(
+        "defaults",
+        dict,
+        {},
+        "Global default Ollama options and gateway parameters "
+        "(`think`, `keep_alive`), used when neither the request nor a model override "
+        "sets them.",
+        admin=True,
+    ),
+    Setting(
+        "models",
+        dict,
+        {},
+        "Per-model settings keyed by Ollama name: `display_name`, "
+        "`enabled`, `overrides`, `enforce`, `reasoning_output`.",
+    ),
+    Setting(
+        "key_rotation_grace",
+        int,
+        86400,
+        "Seconds an old key secret keeps working after rotation.",
+        admin=True,
+    ),
+    Setting(
+        "model_cache_ttl",
+        float,
+        60.0,
+        "Seconds the model list from Ollama is cached (a miss always refreshes).",
+    ),
+    Setting(
+        "cookie_secure",
+        str,
+        "auto",
+        "`auto` (Secure when served over https), `always` or `never`.",
+        choices=("auto", "always", "never"),
+    ),
+    Setting(
+        "trust_proxy",
+        bool,
+        False,
+        "Trust X-Forwarded-Proto and X-Forwarded-For from a reverse proxy.",
+    ),
+    Setting("session_idle_minutes", int, 60, "Admin sessions expire after this much idle time."),
+    Setting(
+        "log_format",
+        str,
+        "text",
+        "`text` or `json` (one JSON object a line).",
+        env="LOG_FORMAT",
+        choices=("text", "json"),
+    ),
+    Setting(
+        "log_level",
+        str,
+        "info",
+        "`debug`, `info`, `warning` or `error`.",
+        env="LOG_LEVEL",
+        choices=("debug", "info", "warning", "error"),
+    ),
+    Setting(
+        "metrics_token",
+        str,
+        None,
+        "Bearer token required on /metrics; unset: open.",
+        env="METRICS_TOKEN",
+    ),
+    Setting(
+        "usage_retention_days",
+        int,
+        90,
+        "Usage rows older than this are pruned (0 keeps all).",
+        admin=True,
+    ),
+    Setting(
+        "usage_retention_rows",
+        int,
+        1_000_000,
+        "At most this many usage rows are kept (0 keeps all).",
+        admin=True,
+    ),
+    Setting(
+        "content_logging",
+        bool,
+        False,
+        "Store prompt and response text with usage rows.",
+        admin=True,
+    ),
+    Setting(
+        "content_retention_days",
+        int,
+        7,
+        "Stored prompt/response text is erased after this many days.",
+        admin=True,
+    ),
+    Setting(
+        "response_retention_days",
+        int,
+        30,
+        "Days a stored Responses API response "
+        "(store: true) is kept for previous_response_id and GET /v1/responses/{id}; 0 keeps "
+        "nothing.",
+        admin=True,
+        maximum=3650,
+    ),
+    Setting(
+        "shutdown_timeout", float, 30.0, "Seconds in-flight requests get to finish on SIGTERM."
+    ),
 )
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 MODEL_FIELDS = ("display_name", "enabled", "overrides", "enforce", "reasoning_output")
@@ -180,8 +301,9 @@ def _check_value(setting: Setting, value: Any, where: str) -> Any:
     if t in (str, dict, float) and not isinstance(value, t):
         raise ConfigError(f"{where}: `{setting.name}` must be a {t.__name__}, got {value!r}")
     if setting.choices and value not in setting.choices:
-        raise ConfigError(f"{where}: `{setting.name}` must be one of "
-                          f"{', '.join(setting.choices)}; got {value!r}")
+        raise ConfigError(
+            f"{where}: `{setting.name}` must be one of {', '.join(setting.choices)}; got {value!r}"
+        )
     if t in (int, float) and value < 0:
         raise ConfigError(f"{where}: `{setting.name}` must not be negative")
     if setting.maximum is not None and value > setting.maximum:
@@ -212,8 +334,10 @@ def _model_config(name: str, raw: Any, where: str) -> ModelConfig:
         raise ConfigError(f"{where}: models.{name} must be a mapping")
     unknown = set(raw) - set(MODEL_FIELDS)
     if unknown:
-        raise ConfigError(f"{where}: models.{name}: unknown field(s) {', '.join(sorted(unknown))}"
-                          f" (known: {', '.join(MODEL_FIELDS)})")
+        raise ConfigError(
+            f"{where}: models.{name}: unknown field(s) {', '.join(sorted(unknown))}"
+            f" (known: {', '.join(MODEL_FIELDS)})"
+        )
     display = raw.get("display_name")
     if display is not None and (not isinstance(display, str) or not display.strip()):
         raise ConfigError(f"{where}: models.{name}.display_name must be a non-empty string")
@@ -222,8 +346,9 @@ def _model_config(name: str, raw: Any, where: str) -> ModelConfig:
         raise ConfigError(f"{where}: models.{name}.enabled must be true or false")
     mode = raw.get("reasoning_output")
     if mode is not None and mode not in REASONING_MODES:
-        raise ConfigError(f"{where}: models.{name}.reasoning_output must be one of "
-                          f"{', '.join(REASONING_MODES)}")
+        raise ConfigError(
+            f"{where}: models.{name}.reasoning_output must be one of {', '.join(REASONING_MODES)}"
+        )
     blocks: dict[str, dict[str, Any]] = {}
     for block in ("overrides", "enforce"):
         value = raw.get(block) or {}
@@ -244,8 +369,9 @@ def _line_of(text: str, key: str) -> int | None:
     return None
 
 
-def parse_config(text: str, path: str | None = None,
-                 env: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    text: str, path: str | None = None, env: Mapping[str, str] | None = None
+) -> Config:
     """Parse config.yaml text plus environment overrides into a Config."""
     name = path or "config.yaml"
     try:
@@ -288,8 +414,9 @@ def parse_config(text: str, path: str | None = None,
     return Config(path=path, explicit=frozenset(values) - {"models"}, **values)
 
 
-def load_config(path: str | os.PathLike[str] | None,
-                env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None
+) -> Config:
     """Read config.yaml from `path` (a missing default file means all defaults)."""
     env = os.environ if env is None else env
     if path is None:

@@ -39,8 +39,10 @@ def _plain_text(field: str, value: Any, max_len: int, *, required: bool) -> str:
     if any(unicodedata.category(c) == "Cc" and c not in allowed for c in text):
         raise FieldError(field, f"'{field}' must not contain control characters.")
     if any(unicodedata.category(c) == "Cs" for c in text):
-        raise FieldError(field, f"'{field}' is not valid Unicode text (it contains a lone "
-                                "surrogate such as \\ud800).")
+        raise FieldError(
+            field,
+            f"'{field}' is not valid Unicode text (it contains a lone surrogate such as \\ud800).",
+        )
     return text
 
 
@@ -49,21 +51,26 @@ def parse_models(value: Any) -> list[str]:
     if isinstance(value, str):
         value = value.split(",")
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise FieldError("models", "'models' must be a list of model names or patterns, "
-                                   "e.g. [\"llama3.2\", \"qwen3*\"] or [\"*\"] for all.")
+        raise FieldError(
+            "models",
+            "'models' must be a list of model names or patterns, "
+            'e.g. ["llama3.2", "qwen3*"] or ["*"] for all.',
+        )
     models: list[str] = []
     for raw in value:
         name = raw.strip()
         if not name:
             continue
-        if len(name) > 200 or any(c.isspace() or unicodedata.category(c) in ("Cc", "Cs")
-                                  for c in name):
+        if len(name) > 200 or any(
+            c.isspace() or unicodedata.category(c) in ("Cc", "Cs") for c in name
+        ):
             raise FieldError("models", f"'{name[:40]}' is not a valid model name or pattern.")
         if name not in models:
             models.append(name)
     if not models:
-        raise FieldError("models", "'models' must name at least one model or pattern "
-                                   "('*' allows all).")
+        raise FieldError(
+            "models", "'models' must name at least one model or pattern ('*' allows all)."
+        )
     return models
 
 
@@ -74,8 +81,9 @@ def parse_limit(field: str, value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
-        raise FieldError(field, f"'{field}' must be a whole number of at least 1, or null for "
-                                "no limit.")
+        raise FieldError(
+            field, f"'{field}' must be a whole number of at least 1, or null for no limit."
+        )
     return value
 
 
@@ -87,15 +95,19 @@ def parse_expiry(value: Any) -> float | None:
         try:
             when = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise FieldError("expires_at", "'expires_at' must be an ISO 8601 date or time, "
-                                           "e.g. 2027-01-31 or 2027-01-31T18:00:00Z.") from None
+            raise FieldError(
+                "expires_at",
+                "'expires_at' must be an ISO 8601 date or time, "
+                "e.g. 2027-01-31 or 2027-01-31T18:00:00Z.",
+            ) from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         return when.timestamp()
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e11:
         return float(value)  # Unix seconds, as the admin page sends
-    raise FieldError("expires_at", "'expires_at' must be an ISO 8601 date/time string, Unix "
-                                   "seconds, or null.")
+    raise FieldError(
+        "expires_at", "'expires_at' must be an ISO 8601 date/time string, Unix seconds, or null."
+    )
 
 
 def check_fields(body: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
@@ -112,8 +124,7 @@ def check_fields(body: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
         if name == "name":
             out[name] = _plain_text(name, value, MAX_NAME, required=True)
         elif name == "notes":
-            out[name] = "" if value is None else _plain_text(name, value, MAX_NOTES,
-                                                             required=False)
+            out[name] = "" if value is None else _plain_text(name, value, MAX_NOTES, required=False)
         elif name == "models":
             out[name] = parse_models(value)
         elif name == "enabled":
@@ -139,11 +150,19 @@ def key_json(key: ApiKey, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     grace = [until for _h, until in key.previous if until > now]
     return {
-        "id": key.id, "name": key.name, "masked": key.masked, "models": list(key.models),
-        "enabled": key.enabled, "expires_at": iso(key.expires_at),
+        "id": key.id,
+        "name": key.name,
+        "masked": key.masked,
+        "models": list(key.models),
+        "enabled": key.enabled,
+        "expires_at": iso(key.expires_at),
         "expired": key.expires_at is not None and key.expires_at <= now,
-        "rpm": key.rpm, "tpm": key.tpm, "max_concurrency": key.max_concurrency,
-        "notes": key.notes, "created_at": iso(key.created_at),
-        "last_used_at": iso(key.last_used_at), "request_count": key.request_count,
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+        "max_concurrency": key.max_concurrency,
+        "notes": key.notes,
+        "created_at": iso(key.created_at),
+        "last_used_at": iso(key.last_used_at),
+        "request_count": key.request_count,
         "previous_secret_valid_until": iso(max(grace)) if grace else None,
     }

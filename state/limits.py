@@ -96,19 +96,28 @@ class Limiter:
         win = self._windows.setdefault(key.id, _Window())
         win.prune(now)
         if key.max_concurrency and win.active >= key.max_concurrency:
-            raise RateLimited(f"Too many concurrent requests for API key '{key.name}' (limit "
-                              f"{key.max_concurrency}); retry when one finishes.", 1.0,
-                              self._headers(key, win, now, retry=1.0))
+            raise RateLimited(
+                f"Too many concurrent requests for API key '{key.name}' (limit "
+                f"{key.max_concurrency}); retry when one finishes.",
+                1.0,
+                self._headers(key, win, now, retry=1.0),
+            )
         if key.rpm and len(win.requests) >= key.rpm:
             retry = win.requests[len(win.requests) - key.rpm] + WINDOW - now
-            raise RateLimited(f"Rate limit reached for API key '{key.name}': {key.rpm} requests "
-                              f"per minute. Retry in {duration(retry)}.", retry,
-                              self._headers(key, win, now, retry=retry))
+            raise RateLimited(
+                f"Rate limit reached for API key '{key.name}': {key.rpm} requests "
+                f"per minute. Retry in {duration(retry)}.",
+                retry,
+                self._headers(key, win, now, retry=retry),
+            )
         if key.tpm and win.token_sum >= key.tpm:
             retry = self._token_retry(key.tpm, win, now)
-            raise RateLimited(f"Rate limit reached for API key '{key.name}': {key.tpm} tokens "
-                              f"per minute. Retry in {duration(retry)}.", retry,
-                              self._headers(key, win, now, retry=retry))
+            raise RateLimited(
+                f"Rate limit reached for API key '{key.name}': {key.tpm} tokens "
+                f"per minute. Retry in {duration(retry)}.",
+                retry,
+                self._headers(key, win, now, retry=retry),
+            )
         win.requests.append(now)
         win.active += 1
         return Admission(key, self._headers(key, win, now), _window=win, _clock=self._clock)
@@ -124,8 +133,9 @@ class Limiter:
         return WINDOW
 
     @staticmethod
-    def _headers(key: ApiKey, win: _Window, now: float,
-                 retry: float | None = None) -> dict[str, str]:
+    def _headers(
+        key: ApiKey, win: _Window, now: float, retry: float | None = None
+    ) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers (and Retry-After on a refusal)."""
         headers: dict[str, str] = {}
         if key.rpm:

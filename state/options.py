@@ -97,8 +97,11 @@ def check_think(value: Any, param: str = "think") -> bool | str:
         return value
     if isinstance(value, str) and value.lower() in THINK_LEVELS:
         return value.lower()
-    raise OptionError(param, f"'{param}' must be true, false or one of "
-                             f"{', '.join(THINK_LEVELS)}; got {_describe(value)}.")
+    raise OptionError(
+        param,
+        f"'{param}' must be true, false or one of "
+        f"{', '.join(THINK_LEVELS)}; got {_describe(value)}.",
+    )
 
 
 def check_keep_alive(value: Any, param: str = "keep_alive") -> int | float | str:
@@ -107,8 +110,11 @@ def check_keep_alive(value: Any, param: str = "keep_alive") -> int | float | str
         return value
     if isinstance(value, str) and (value == "0" or _DURATION.match(value.strip())):
         return value.strip()
-    raise OptionError(param, f"'{param}' must be a number of seconds or a duration such as "
-                             f"'10m' or '-1h'; got {_describe(value)}.")
+    raise OptionError(
+        param,
+        f"'{param}' must be a number of seconds or a duration such as "
+        f"'10m' or '-1h'; got {_describe(value)}.",
+    )
 
 
 def validate_overrides(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -124,8 +130,9 @@ def validate_overrides(values: Mapping[str, Any], prefix: str = "") -> dict[str,
             out[name] = check_keep_alive(value, param)
         elif name == "reasoning_output":
             if value not in REASONING_OUTPUT_MODES:
-                raise OptionError(param, f"'{param}' must be one of "
-                                         f"{', '.join(REASONING_OUTPUT_MODES)}.")
+                raise OptionError(
+                    param, f"'{param}' must be one of {', '.join(REASONING_OUTPUT_MODES)}."
+                )
             out[name] = value
         elif name in OPTIONS_BY_NAME:
             out[name] = check_option(name, value, param)

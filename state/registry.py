@@ -108,8 +108,11 @@ class ApiKey:
         data = dict(raw)
         data["previous"] = [(str(h), float(u)) for h, u in data.get("previous", [])]
         key = cls(**data)
-        if not (isinstance(key.id, str) and isinstance(key.secret_hash, str)
-                and isinstance(key.models, list)):
+        if not (
+            isinstance(key.id, str)
+            and isinstance(key.secret_hash, str)
+            and isinstance(key.models, list)
+        ):
             raise TypeError("key id, secret_hash and models have the wrong type")
         return key
 
@@ -146,16 +149,23 @@ class RegistryState:
 
     def to_doc(self) -> dict[str, Any]:
         """The JSON document for state/store.py."""
-        return {"keys": [k.to_dict() for k in self.keys.values()], "models": self.models,
-                "settings": self.settings, "admin": self.admin}
+        return {
+            "keys": [k.to_dict() for k in self.keys.values()],
+            "models": self.models,
+            "settings": self.settings,
+            "admin": self.admin,
+        }
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> RegistryState:
         """Rebuild from a document (a deep copy: nothing is shared with `doc`)."""
         keys = [ApiKey.from_dict(k) for k in doc.get("keys", [])]
-        return cls(keys={k.id: k for k in keys}, models=copy.deepcopy(dict(doc["models"])),
-                   settings=copy.deepcopy(dict(doc["settings"])),
-                   admin=copy.deepcopy(dict(doc["admin"])))
+        return cls(
+            keys={k.id: k for k in keys},
+            models=copy.deepcopy(dict(doc["models"])),
+            settings=copy.deepcopy(dict(doc["settings"])),
+            admin=copy.deepcopy(dict(doc["admin"])),
+        )
 
 
 class Registry:
@@ -260,8 +270,7 @@ class Registry:
         enforce = {**ui.get("enforce", {}), **(cfg.enforce if cfg else {})}
         display = cfg.display_name if cfg and cfg.display_name else ui.get("display_name")
         enabled = cfg.enabled if cfg and cfg.enabled is not None else ui.get("enabled", True)
-        mode = cfg.reasoning_output if cfg and cfg.reasoning_output else \
-            ui.get("reasoning_output")
+        mode = cfg.reasoning_output if cfg and cfg.reasoning_output else ui.get("reasoning_output")
         return EffectiveModel(canon, display, bool(enabled), overrides, enforce, mode)
 
     def model_config(self, ollama_name: str) -> Any:
@@ -330,8 +339,14 @@ class Registry:
 def build_key(name: str, models: list[str], **fields: Any) -> tuple[ApiKey, str]:
     """A new key object and its secret (not yet in any registry)."""
     secret = new_secret()
-    key = ApiKey(id=uuid.uuid4().hex[:12], name=name, secret_hash=hash_secret(secret),
-                 masked=mask_secret(secret), models=list(models), **fields)
+    key = ApiKey(
+        id=uuid.uuid4().hex[:12],
+        name=name,
+        secret_hash=hash_secret(secret),
+        masked=mask_secret(secret),
+        models=list(models),
+        **fields,
+    )
     return key, secret
 
 

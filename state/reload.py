@@ -20,9 +20,19 @@ from state.registry import Registry
 
 log = logging.getLogger(__name__)
 # Read once at startup (listening socket, files, cookie key, HTTP client, logging).
-RESTART_SETTINGS = ("host", "port", "data_dir", "session_secret", "admin_password",
-                    "connect_timeout", "read_timeout", "max_body_bytes", "log_format",
-                    "log_level", "shutdown_timeout")
+RESTART_SETTINGS = (
+    "host",
+    "port",
+    "data_dir",
+    "session_secret",
+    "admin_password",
+    "connect_timeout",
+    "read_timeout",
+    "max_body_bytes",
+    "log_format",
+    "log_level",
+    "shutdown_timeout",
+)
 
 
 def _mtime(path: str | None) -> tuple[int, int] | None:
@@ -51,14 +61,17 @@ async def reload_config(registry: Registry) -> bool:
         return False
     fixed = [n for n in RESTART_SETTINGS if getattr(new, n) != getattr(registry.config, n)]
     if fixed:
-        log.warning("config.yaml changed %s; that takes effect only after a restart",
-                    ", ".join(fixed))
+        log.warning(
+            "config.yaml changed %s; that takes effect only after a restart", ", ".join(fixed)
+        )
     was_open = registry.setting("auth") == "none"
     registry.replace_config(new)
     log.info("reloaded %s", path)
     if registry.setting("auth") == "none" and not was_open:
-        log.warning("!!! auth: none - /v1 now accepts requests WITHOUT an API key. Use this "
-                    "only on a trusted network. !!!")
+        log.warning(
+            "!!! auth: none - /v1 now accepts requests WITHOUT an API key. Use this "
+            "only on a trusted network. !!!"
+        )
     return True
 
 

@@ -23,8 +23,7 @@ _N, _R, _P, _DKLEN = 2**14, 8, 1, 32
 def hash_password(password: str) -> str:
     """A self-describing scrypt hash: `scrypt$n$r$p$salt$hash` (base64 parts)."""
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_N, r=_R, p=_P,
-                            dklen=_DKLEN)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_N, r=_R, p=_P, dklen=_DKLEN)
     b64 = base64.urlsafe_b64encode
     return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
 
@@ -37,8 +36,9 @@ def verify_password(password: str, stored: str) -> bool:
             return False
         salt = base64.urlsafe_b64decode(salt_b64)
         expected = base64.urlsafe_b64decode(digest_b64)
-        digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=int(n), r=int(r),
-                                p=int(p), dklen=len(expected))
+        digest = hashlib.scrypt(
+            password.encode("utf-8"), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(expected)
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(digest, expected)
@@ -102,8 +102,10 @@ async def apply_configured_password(registry: Any) -> None:
     if not wanted:
         return
     if wanted == DEFAULT_PASSWORD:
-        log.warning("ADMIN_PASSWORD is the default 'admin'; it is ignored and the admin must "
-                    "still change the password")
+        log.warning(
+            "ADMIN_PASSWORD is the default 'admin'; it is ignored and the admin must "
+            "still change the password"
+        )
         return
     stored = registry.admin_password_hash
     if stored is not None:

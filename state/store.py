@@ -48,8 +48,10 @@ def migrate(doc: dict[str, Any], path: Path) -> dict[str, Any]:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise StateFileError(_broken(path, "it has no valid `version` field"))
     if version > VERSION:
-        raise StateFileError(f"{path} was written by a newer gateway (format version {version}, "
-                             f"this one reads up to {VERSION}). Upgrade the gateway.")
+        raise StateFileError(
+            f"{path} was written by a newer gateway (format version {version}, "
+            f"this one reads up to {VERSION}). Upgrade the gateway."
+        )
     while version < VERSION:
         doc = MIGRATIONS[version](copy.deepcopy(doc))
         version += 1
@@ -61,12 +63,13 @@ def _broken(path: Path, reason: str) -> str:
     """The startup-stopping message for an unusable state file."""
     bak = path.with_name(path.name + ".bak")
     if bak.exists():
-        fix = (f"To restore the previous good version, stop the gateway and run: "
-               f"cp {bak} {path}")
+        fix = f"To restore the previous good version, stop the gateway and run: cp {bak} {path}"
     else:
         fix = f"There is no backup ({bak} does not exist); repair the file by hand."
-    return (f"State file {path} is unreadable: {reason}. The gateway refuses to start with it "
-            f"rather than run with an empty key list. {fix}")
+    return (
+        f"State file {path} is unreadable: {reason}. The gateway refuses to start with it "
+        f"rather than run with an empty key list. {fix}"
+    )
 
 
 class StateFile:
@@ -104,8 +107,9 @@ class StateFile:
                 st = os.fstat(fh.fileno())
         except FileNotFoundError:
             if self.bak.exists():
-                raise StateFileError(_broken(self.path, "it is missing but a backup exists"))\
-                    from None
+                raise StateFileError(
+                    _broken(self.path, "it is missing but a backup exists")
+                ) from None
             return empty_state(), None
         except OSError as exc:
             raise StateFileError(_broken(self.path, f"cannot read it ({exc.strerror})")) from exc

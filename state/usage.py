@@ -99,8 +99,9 @@ class UsageRecorder:
     PRUNE_START_DELAY = 5.0
     BUSY_TIMEOUT = 2.0  # seconds a write waits on a locked database before counting an error
 
-    def __init__(self, data_dir: str | Path | None = None,
-                 settings: SettingGetter | None = None) -> None:
+    def __init__(
+        self, data_dir: str | Path | None = None, settings: SettingGetter | None = None
+    ) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.settings = settings
         self.recent: list[RequestRecord] = []
@@ -179,12 +180,14 @@ class UsageRecorder:
         self._stop_thread.clear()
         if self.path is not None:
             try:
-                self._conn = await asyncio.to_thread(usage_db.open_db, self.path,
-                                                     self.BUSY_TIMEOUT)
+                self._conn = await asyncio.to_thread(usage_db.open_db, self.path, self.BUSY_TIMEOUT)
             except (sqlite3.Error, OSError) as exc:
                 self.stats.write_errors += 1
-                log.error("usage database %s cannot be opened (%s); requests are served but "
-                          "not stored", self.path, exc)
+                log.error(
+                    "usage database %s cannot be opened (%s); requests are served but not stored",
+                    self.path,
+                    exc,
+                )
         self._writer_task = asyncio.create_task(self._writer(), name="usage-writer")
         self._pruner_task = asyncio.create_task(self._pruner(), name="usage-pruner")
 
@@ -263,9 +266,14 @@ class UsageRecorder:
         except (sqlite3.Error, OSError, UsageUnavailable) as exc:
             self.stats.write_errors += 1
             if self._throttle.allow():
-                log.error("usage: writing %d records failed (%s); will retry (%d errors so far, "
-                          "%d queued)", len(batch), exc, self.stats.write_errors,
-                          len(self._pending))
+                log.error(
+                    "usage: writing %d records failed (%s); will retry (%d errors so far, "
+                    "%d queued)",
+                    len(batch),
+                    exc,
+                    self.stats.write_errors,
+                    len(self._pending),
+                )
             return False
         del self._pending[: len(batch)]
         self.stats.written += len(batch) - failed
@@ -293,11 +301,16 @@ class UsageRecorder:
         days = int(self.setting("usage_retention_days", 90))
         rows = int(self.setting("usage_retention_rows", 1_000_000))
         content_days = int(self.setting("content_retention_days", 7))
-        result = await self.run_write(usage_db.prune, now, days, rows, content_days,
-                                     self._stop_thread)
+        result = await self.run_write(
+            usage_db.prune, now, days, rows, content_days, self._stop_thread
+        )
         if result.by_age or result.by_count or result.content:
-            log.info("usage: pruned %d old rows, %d over the row limit, %d content texts",
-                     result.by_age, result.by_count, result.content)
+            log.info(
+                "usage: pruned %d old rows, %d over the row limit, %d content texts",
+                result.by_age,
+                result.by_count,
+                result.content,
+            )
         return result
 
     def _retention(self) -> tuple[Any, ...]:

@@ -34,13 +34,41 @@ HIST_BUCKETS = len(HIST_EDGES_MS) + 1  # the last bucket is "above the top edge"
 LAT_COLS = tuple(f"lat_h{i}" for i in range(HIST_BUCKETS))
 TTFT_COLS = tuple(f"ttft_h{i}" for i in range(HIST_BUCKETS))
 
-REQUEST_COLS = ("ts", "key_id", "key_name", "endpoint", "model", "ollama_model", "rollup_model",
-                "stream", "status", "error_code", "prompt_tokens", "completion_tokens",
-                "reasoning_tokens", "latency_ms", "ttft_ms", "load_ms", "tokens_per_s",
-                "client_ip", "user_agent", "cancelled", "request_id")
+REQUEST_COLS = (
+    "ts",
+    "key_id",
+    "key_name",
+    "endpoint",
+    "model",
+    "ollama_model",
+    "rollup_model",
+    "stream",
+    "status",
+    "error_code",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "latency_ms",
+    "ttft_ms",
+    "load_ms",
+    "tokens_per_s",
+    "client_ip",
+    "user_agent",
+    "cancelled",
+    "request_id",
+)
 
-_SUM_COLS = ("requests", "errors", "cancelled", "prompt_tokens", "completion_tokens",
-             "reasoning_tokens", "latency_ms_sum", "ttft_count", "ttft_ms_sum")
+_SUM_COLS = (
+    "requests",
+    "errors",
+    "cancelled",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "latency_ms_sum",
+    "ttft_count",
+    "ttft_ms_sum",
+)
 
 # Versioned migrations: MIGRATIONS[i] brings PRAGMA user_version from i to i + 1. Append only.
 MIGRATIONS: tuple[str, ...] = (
@@ -157,8 +185,10 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Apply the migrations the database lacks; returns the resulting version."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise sqlite3.DatabaseError(f"usage.db has schema version {version}, newer than this "
-                                    f"gateway understands ({SCHEMA_VERSION})")
+        raise sqlite3.DatabaseError(
+            f"usage.db has schema version {version}, newer than this "
+            f"gateway understands ({SCHEMA_VERSION})"
+        )
     for number in range(version, SCHEMA_VERSION):
         with transaction(conn):
             for statement in _statements(MIGRATIONS[number]):
@@ -192,12 +222,29 @@ def storable(text: str | None) -> str | None:
 def _request_row(rec: RequestRecord) -> tuple[Any, ...]:
     """One record as a row of the requests table, in REQUEST_COLS order."""
     t = storable
-    return (rec.ts, t(rec.key_id), t(rec.key_name), t(rec.endpoint), t(rec.model),
-            t(rec.ollama_model), t(rollup_model(rec)), int(rec.stream), int(rec.status),
-            t(rec.error_code), int(rec.prompt_tokens or 0), int(rec.completion_tokens or 0),
-            rec.reasoning_tokens, float(rec.latency_ms or 0.0), rec.ttft_ms, rec.load_ms,
-            rec.tokens_per_s, t(rec.client_ip), t(rec.user_agent), int(rec.cancelled),
-            t(rec.request_id))
+    return (
+        rec.ts,
+        t(rec.key_id),
+        t(rec.key_name),
+        t(rec.endpoint),
+        t(rec.model),
+        t(rec.ollama_model),
+        t(rollup_model(rec)),
+        int(rec.stream),
+        int(rec.status),
+        t(rec.error_code),
+        int(rec.prompt_tokens or 0),
+        int(rec.completion_tokens or 0),
+        rec.reasoning_tokens,
+        float(rec.latency_ms or 0.0),
+        rec.ttft_ms,
+        rec.load_ms,
+        rec.tokens_per_s,
+        t(rec.client_ip),
+        t(rec.user_agent),
+        int(rec.cancelled),
+        t(rec.request_id),
+    )
 
 
 @dataclass(slots=True)
@@ -210,17 +257,22 @@ class _Rollup:
     ttft: list[int]
 
 
-def rollup_batch(recs: Iterable[RequestRecord],
-                 period: int = 3600) -> dict[tuple[int, str, str], _Rollup]:
+def rollup_batch(
+    recs: Iterable[RequestRecord], period: int = 3600
+) -> dict[tuple[int, str, str], _Rollup]:
     """Aggregate records into (time unit, key_id, model) cells of `period` seconds."""
     cells: dict[tuple[int, str, str], _Rollup] = {}
     for rec in recs:
-        cell_key = (int(rec.ts // period), storable(rec.key_id) or "",
-                    storable(rollup_model(rec)) or "")
+        cell_key = (
+            int(rec.ts // period),
+            storable(rec.key_id) or "",
+            storable(rollup_model(rec)) or "",
+        )
         cell = cells.get(cell_key)
         if cell is None:
-            cell = cells[cell_key] = _Rollup(storable(rec.key_name), [0] * len(_SUM_COLS),
-                                             [0] * HIST_BUCKETS, [0] * HIST_BUCKETS)
+            cell = cells[cell_key] = _Rollup(
+                storable(rec.key_name), [0] * len(_SUM_COLS), [0] * HIST_BUCKETS, [0] * HIST_BUCKETS
+            )
         if rec.key_name:
             cell.key_name = storable(rec.key_name)
         s = cell.sums
@@ -242,19 +294,24 @@ def rollup_batch(recs: Iterable[RequestRecord],
 def _upsert_sql(table: str, unit: str) -> str:
     """INSERT ... ON CONFLICT DO UPDATE adding a batch's cells into a rollup table."""
     cols = (unit, "key_id", "model", "key_name") + _SUM_COLS + LAT_COLS + TTFT_COLS
-    return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-            f"ON CONFLICT ({unit}, key_id, model) DO UPDATE SET "
-            "key_name = COALESCE(excluded.key_name, key_name), "
-            + ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUM_COLS + LAT_COLS + TTFT_COLS))
+    return (
+        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+        f"ON CONFLICT ({unit}, key_id, model) DO UPDATE SET "
+        "key_name = COALESCE(excluded.key_name, key_name), "
+        + ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUM_COLS + LAT_COLS + TTFT_COLS)
+    )
 
 
 _UPSERTS = tuple((_upsert_sql(table, unit), period) for table, unit, period in ROLLUPS)
-_INSERT_REQUEST = (f"INSERT INTO requests ({', '.join(REQUEST_COLS)}) "
-                   f"VALUES ({', '.join('?' * len(REQUEST_COLS))})")
+_INSERT_REQUEST = (
+    f"INSERT INTO requests ({', '.join(REQUEST_COLS)}) "
+    f"VALUES ({', '.join('?' * len(REQUEST_COLS))})"
+)
 
 
-def insert_batch(conn: sqlite3.Connection, recs: Sequence[RequestRecord],
-                 store_content: bool) -> None:
+def insert_batch(
+    conn: sqlite3.Connection, recs: Sequence[RequestRecord], store_content: bool
+) -> None:
     """Write records and update their rollups in one transaction (all or nothing)."""
     with transaction(conn):
         plain = [r for r in recs if not (store_content and _has_content(r))]
@@ -263,18 +320,29 @@ def insert_batch(conn: sqlite3.Connection, recs: Sequence[RequestRecord],
             for rec in recs:
                 if _has_content(rec):
                     cur = conn.execute(_INSERT_REQUEST, _request_row(rec))
-                    conn.execute("INSERT INTO content (request_id, ts, prompt, response) "
-                                 "VALUES (?, ?, ?, ?)",
-                                 (cur.lastrowid, rec.ts, storable(rec.prompt_text),
-                                  storable(rec.response_text)))
+                    conn.execute(
+                        "INSERT INTO content (request_id, ts, prompt, response) "
+                        "VALUES (?, ?, ?, ?)",
+                        (
+                            cur.lastrowid,
+                            rec.ts,
+                            storable(rec.prompt_text),
+                            storable(rec.response_text),
+                        ),
+                    )
         for sql, period in _UPSERTS:
-            conn.executemany(sql, [
-                (unit, key_id, model, cell.key_name, *cell.sums, *cell.lat, *cell.ttft)
-                for (unit, key_id, model), cell in rollup_batch(recs, period).items()])
+            conn.executemany(
+                sql,
+                [
+                    (unit, key_id, model, cell.key_name, *cell.sums, *cell.lat, *cell.ttft)
+                    for (unit, key_id, model), cell in rollup_batch(recs, period).items()
+                ],
+            )
 
 
-def insert_each(conn: sqlite3.Connection, recs: Sequence[RequestRecord],
-                store_content: bool) -> int:
+def insert_each(
+    conn: sqlite3.Connection, recs: Sequence[RequestRecord], store_content: bool
+) -> int:
     """Write records one by one, skipping any that cannot be stored; returns how many failed.
 
     The fallback after a batch failed for a reason other than the database itself (a bad
@@ -325,36 +393,52 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def prune(conn: sqlite3.Connection, now: float, retention_days: int, retention_rows: int,
-          content_days: int, stop: threading.Event | None = None) -> PruneResult:
+def prune(
+    conn: sqlite3.Connection,
+    now: float,
+    retention_days: int,
+    retention_rows: int,
+    content_days: int,
+    stop: threading.Event | None = None,
+) -> PruneResult:
     """Delete rows past the retention limits (0 disables a limit), in short transactions."""
     by_age = rollups = by_count = content = 0
     if retention_days > 0:
         cutoff = now - retention_days * 86400
-        by_age = _chunked(conn, "DELETE FROM requests WHERE id IN "
-                          "(SELECT id FROM requests WHERE ts < ? LIMIT ?)", cutoff, stop)
+        by_age = _chunked(
+            conn,
+            "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE ts < ? LIMIT ?)",
+            cutoff,
+            stop,
+        )
         with transaction(conn):
             for table, unit, period in ROLLUPS:
-                rollups += conn.execute(f"DELETE FROM {table} WHERE {unit} < ?",
-                                        (int(cutoff // period),)).rowcount
+                rollups += conn.execute(
+                    f"DELETE FROM {table} WHERE {unit} < ?", (int(cutoff // period),)
+                ).rowcount
     if retention_rows > 0:
         excess = conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0] - retention_rows
         while excess > 0 and not (stop and stop.is_set()):
             with transaction(conn):
-                cur = conn.execute("DELETE FROM requests WHERE id IN "
-                                   "(SELECT id FROM requests ORDER BY id LIMIT ?)",
-                                   (min(excess, PRUNE_CHUNK),))
+                cur = conn.execute(
+                    "DELETE FROM requests WHERE id IN "
+                    "(SELECT id FROM requests ORDER BY id LIMIT ?)",
+                    (min(excess, PRUNE_CHUNK),),
+                )
             by_count += cur.rowcount
             excess -= PRUNE_CHUNK
     if content_days > 0:
-        content = _chunked(conn, "DELETE FROM content WHERE request_id IN "
-                           "(SELECT request_id FROM content WHERE ts < ? LIMIT ?)",
-                           now - content_days * 86400, stop)
+        content = _chunked(
+            conn,
+            "DELETE FROM content WHERE request_id IN "
+            "(SELECT request_id FROM content WHERE ts < ? LIMIT ?)",
+            now - content_days * 86400,
+            stop,
+        )
     return PruneResult(by_age, by_count, content, rollups)
 
 
-def _chunked(conn: sqlite3.Connection, sql: str, arg: float,
-             stop: threading.Event | None) -> int:
+def _chunked(conn: sqlite3.Connection, sql: str, arg: float, stop: threading.Event | None) -> int:
     """Run a `... LIMIT ?` delete repeatedly until it removes nothing."""
     removed = 0
     while True:

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 PREFIX = "ollama2openai"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
-KNOWN_ENDPOINTS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings",
-                             "/v1/models", "/v1/responses"})
+KNOWN_ENDPOINTS = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/responses"}
+)
 _NAME = re.compile(r"[a-z][a-z0-9_.]{0,39}")
 
 
@@ -65,27 +66,59 @@ class UsageMetrics:
         # A registry per app: tests build many apps, and the global one would collide.
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(f"{PREFIX}_requests", "API requests by key, model, endpoint "
-                                "and HTTP status.", ["key", "model", "endpoint", "status"],
-                                registry=r)
-        self.cancelled = Counter(f"{PREFIX}_requests_cancelled", "API requests whose client "
-                                 "disconnected before the end.", ["endpoint"], registry=r)
-        self.tokens = Counter(f"{PREFIX}_tokens", "Tokens by key, model and type (prompt, "
-                              "completion).", ["key", "model", "type"], registry=r)
-        self.latency = Histogram(f"{PREFIX}_request_duration_seconds", "Total request latency.",
-                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
-        self.ttft = Histogram(f"{PREFIX}_time_to_first_token_seconds", "Time to the first "
-                              "generated token.", ["endpoint"], buckets=TTFT_BUCKETS, registry=r)
-        self.in_flight = Gauge(f"{PREFIX}_requests_in_flight", "API requests being handled.",
-                               ["endpoint"], registry=r)
-        self.upstream_up = Gauge(f"{PREFIX}_upstream_up", "1 if Ollama answered the last "
-                                 "check, else 0.", registry=r)
-        self.loaded_models = Gauge(f"{PREFIX}_upstream_loaded_models", "Models loaded in "
-                                   "Ollama (/api/ps).", registry=r)
-        self.model_loaded = Gauge(f"{PREFIX}_upstream_model_loaded", "1 for each model loaded "
-                                  "in Ollama.", ["model"], registry=r)
-        self.model_vram = Gauge(f"{PREFIX}_upstream_model_vram_bytes", "VRAM used by a loaded "
-                                "model.", ["model"], registry=r)
+        self.requests = Counter(
+            f"{PREFIX}_requests",
+            "API requests by key, model, endpoint and HTTP status.",
+            ["key", "model", "endpoint", "status"],
+            registry=r,
+        )
+        self.cancelled = Counter(
+            f"{PREFIX}_requests_cancelled",
+            "API requests whose client disconnected before the end.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            f"{PREFIX}_tokens",
+            "Tokens by key, model and type (prompt, completion).",
+            ["key", "model", "type"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            f"{PREFIX}_request_duration_seconds",
+            "Total request latency.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            f"{PREFIX}_time_to_first_token_seconds",
+            "Time to the first generated token.",
+            ["endpoint"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            f"{PREFIX}_requests_in_flight", "API requests being handled.", ["endpoint"], registry=r
+        )
+        self.upstream_up = Gauge(
+            f"{PREFIX}_upstream_up", "1 if Ollama answered the last check, else 0.", registry=r
+        )
+        self.loaded_models = Gauge(
+            f"{PREFIX}_upstream_loaded_models", "Models loaded in Ollama (/api/ps).", registry=r
+        )
+        self.model_loaded = Gauge(
+            f"{PREFIX}_upstream_model_loaded",
+            "1 for each model loaded in Ollama.",
+            ["model"],
+            registry=r,
+        )
+        self.model_vram = Gauge(
+            f"{PREFIX}_upstream_model_vram_bytes",
+            "VRAM used by a loaded model.",
+            ["model"],
+            registry=r,
+        )
         self.upstream_up.set(0)
         self.requests_for = Children(self.requests)
         self.cancelled_for = Children(self.cancelled)
@@ -147,16 +180,29 @@ class _RecorderCollector(Collector):
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         """Yield the recorder metrics."""
         stats: RecorderStats = self.recorder.stats
-        yield CounterMetricFamily(f"{PREFIX}_usage_recorder_errors", "Failed usage database "
-                                  "writes (disk full, database locked).", stats.write_errors)
-        yield CounterMetricFamily(f"{PREFIX}_usage_recorder_dropped", "Usage records given up "
-                                  "on (queue full or database unavailable).", stats.dropped)
-        yield CounterMetricFamily(f"{PREFIX}_usage_records_written", "Usage records stored.",
-                                  stats.written)
-        yield GaugeMetricFamily(f"{PREFIX}_usage_recorder_queue", "Usage records waiting to "
-                                "be written.", self.recorder.queued)
-        yield GaugeMetricFamily(f"{PREFIX}_usage_db_available", "1 if the usage database is "
-                                "open.", 1 if self.recorder.available else 0)
+        yield CounterMetricFamily(
+            f"{PREFIX}_usage_recorder_errors",
+            "Failed usage database writes (disk full, database locked).",
+            stats.write_errors,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_usage_recorder_dropped",
+            "Usage records given up on (queue full or database unavailable).",
+            stats.dropped,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_usage_records_written", "Usage records stored.", stats.written
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_usage_recorder_queue",
+            "Usage records waiting to be written.",
+            self.recorder.queued,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_usage_db_available",
+            "1 if the usage database is open.",
+            1 if self.recorder.available else 0,
+        )
 
 
 class TTLCache:

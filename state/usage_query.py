@@ -15,8 +15,14 @@ from typing import Any
 
 from state.usage_db import HIST_BUCKETS, HIST_EDGES_MS, LAT_COLS, TTFT_COLS
 
-RANGES: dict[str, int | None] = {"1h": 3600, "24h": 86400, "7d": 7 * 86400,
-                                 "30d": 30 * 86400, "90d": 90 * 86400, "all": None}
+RANGES: dict[str, int | None] = {
+    "1h": 3600,
+    "24h": 86400,
+    "7d": 7 * 86400,
+    "30d": 30 * 86400,
+    "90d": 90 * 86400,
+    "all": None,
+}
 STATUS_CLASSES = ("ok", "error", "4xx", "5xx", "cancelled")
 NO_KEY = "none"  # the key filter value for requests refused before a key was known
 MAX_PER_PAGE = 500
@@ -79,28 +85,39 @@ def parse_time(field: str, raw: str, now: float) -> float:
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
-            raise FilterError(field, f"`{field}` must be an ISO 8601 date or time (e.g. "
-                                     f"2026-11-01 or 2026-11-01T10:00:00Z) or epoch seconds; "
-                                     f"got {raw!r}.") from None
+            raise FilterError(
+                field,
+                f"`{field}` must be an ISO 8601 date or time (e.g. "
+                f"2026-11-01 or 2026-11-01T10:00:00Z) or epoch seconds; "
+                f"got {raw!r}.",
+            ) from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         value = parsed.timestamp()
     if not (math.isfinite(value) and 0 <= value <= now + MAX_FUTURE):
-        raise FilterError(field, f"`{field}` must be between 1970-01-01 and one year from now; "
-                                 f"got {raw!r}.")
+        raise FilterError(
+            field, f"`{field}` must be between 1970-01-01 and one year from now; got {raw!r}."
+        )
     return value
 
 
-def parse_filter(query: Mapping[str, str], now: float,
-                 default_range: str | None = None) -> UsageFilter:
+def parse_filter(
+    query: Mapping[str, str], now: float, default_range: str | None = None
+) -> UsageFilter:
     """Parse key/model/status/range/since/until query parameters into a UsageFilter."""
     key = (query.get("key") or "").strip() or None
     model = (query.get("model") or "").strip() or None
     status = (query.get("status") or "").strip().lower() or None
-    if status is not None and status not in STATUS_CLASSES and not (
-            len(status) == 3 and status.isdigit() and 100 <= int(status) <= 599):
-        raise FilterError("status", f"`status` must be an HTTP status code (e.g. 429) or one "
-                                    f"of {', '.join(STATUS_CLASSES)}; got {status!r}.")
+    if (
+        status is not None
+        and status not in STATUS_CLASSES
+        and not (len(status) == 3 and status.isdigit() and 100 <= int(status) <= 599)
+    ):
+        raise FilterError(
+            "status",
+            f"`status` must be an HTTP status code (e.g. 429) or one "
+            f"of {', '.join(STATUS_CLASSES)}; got {status!r}.",
+        )
     since_raw = (query.get("since") or "").strip()
     until_raw = (query.get("until") or "").strip()
     rng = (query.get("range") or "").strip() or None
@@ -159,13 +176,14 @@ def percentile(hist: Sequence[int], q: float) -> float | None:
 
 
 # -- aggregates -------------------------------------------------------------------------------
-_AGG = ("SUM(requests), SUM(errors), SUM(cancelled), SUM(prompt_tokens), "
-        "SUM(completion_tokens), SUM(reasoning_tokens), SUM(latency_ms_sum), SUM(ttft_count), "
-        "SUM(ttft_ms_sum), " + ", ".join(f"SUM({c})" for c in LAT_COLS + TTFT_COLS))
+_AGG = (
+    "SUM(requests), SUM(errors), SUM(cancelled), SUM(prompt_tokens), "
+    "SUM(completion_tokens), SUM(reasoning_tokens), SUM(latency_ms_sum), SUM(ttft_count), "
+    "SUM(ttft_ms_sum), " + ", ".join(f"SUM({c})" for c in LAT_COLS + TTFT_COLS)
+)
 
 
-def _rollup_where(f: UsageFilter, unit: str = "hour",
-                  period: int = 3600) -> tuple[str, list[Any]]:
+def _rollup_where(f: UsageFilter, unit: str = "hour", period: int = 3600) -> tuple[str, list[Any]]:
     """WHERE clause on a rollup table (whole hours or days; status does not apply)."""
     clauses: list[str] = ["1"]
     args: list[Any] = []
@@ -188,18 +206,23 @@ def _stats(row: Sequence[Any]) -> dict[str, Any]:
     """One aggregate row (in _AGG order) as named totals with percentiles."""
     n = HIST_BUCKETS
     vals = [v or 0 for v in row]
-    requests, errors, cancelled, prompt, completion, reasoning, lat_sum, ttft_n, ttft_sum = \
-        vals[:9]
-    lat, ttft = vals[9:9 + n], vals[9 + n:9 + 2 * n]
+    requests, errors, cancelled, prompt, completion, reasoning, lat_sum, ttft_n, ttft_sum = vals[:9]
+    lat, ttft = vals[9 : 9 + n], vals[9 + n : 9 + 2 * n]
     return {
-        "requests": requests, "errors": errors, "cancelled": cancelled,
+        "requests": requests,
+        "errors": errors,
+        "cancelled": cancelled,
         "error_rate": errors / requests if requests else 0.0,
-        "prompt_tokens": prompt, "completion_tokens": completion,
-        "reasoning_tokens": reasoning, "total_tokens": prompt + completion,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "reasoning_tokens": reasoning,
+        "total_tokens": prompt + completion,
         "latency_avg_ms": lat_sum / requests if requests else None,
-        "latency_p50_ms": _r(percentile(lat, 0.5)), "latency_p95_ms": _r(percentile(lat, 0.95)),
+        "latency_p50_ms": _r(percentile(lat, 0.5)),
+        "latency_p95_ms": _r(percentile(lat, 0.95)),
         "ttft_avg_ms": ttft_sum / ttft_n if ttft_n else None,
-        "ttft_p50_ms": _r(percentile(ttft, 0.5)), "ttft_p95_ms": _r(percentile(ttft, 0.95)),
+        "ttft_p50_ms": _r(percentile(ttft, 0.5)),
+        "ttft_p95_ms": _r(percentile(ttft, 0.95)),
     }
 
 
@@ -217,8 +240,11 @@ def chart_bucket(f: UsageFilter, now: float, first_day: int | None) -> tuple[flo
     still a chart of bounded size.
     """
     end = f.until if f.until is not None else now
-    start = f.since if f.since is not None else (first_day * 86400 if first_day is not None
-                                                 else end - 86400)
+    start = (
+        f.since
+        if f.since is not None
+        else (first_day * 86400 if first_day is not None else end - 86400)
+    )
     step = 3600 if end - start <= HOURLY_MAX_SPAN else 86400
     days = math.ceil(end / 86400) - int(start // 86400)
     if step == 86400 and days > MAX_BUCKETS:
@@ -231,14 +257,19 @@ def aggregates(conn: sqlite3.Connection, f: UsageFilter, now: float) -> dict[str
     first_day = None
     if f.since is None:
         where, args = _rollup_where(f, "day", 86400)
-        first_day = conn.execute(f"SELECT MIN(day) FROM rollup_day WHERE {where}",
-                                 args).fetchone()[0]
+        first_day = conn.execute(f"SELECT MIN(day) FROM rollup_day WHERE {where}", args).fetchone()[
+            0
+        ]
     start, end, step = chart_bucket(f, now, first_day)
-    table, unit, period = ("rollup_hour", "hour", 3600) if step == 3600 else \
-        ("rollup_day", "day", 86400)
+    table, unit, period = (
+        ("rollup_hour", "hour", 3600) if step == 3600 else ("rollup_day", "day", 86400)
+    )
     where, args = _rollup_where(UsageFilter(start, end, f.key_id, f.model), unit, period)
-    rows = conn.execute(f"SELECT {unit} / {step // period} AS b, {_AGG} FROM {table} "
-                        f"WHERE {where} GROUP BY b ORDER BY b", args).fetchall()
+    rows = conn.execute(
+        f"SELECT {unit} / {step // period} AS b, {_AGG} FROM {table} "
+        f"WHERE {where} GROUP BY b ORDER BY b",
+        args,
+    ).fetchall()
     by_bucket = {int(r[0]): r[1:] for r in rows}
     zero = (0,) * (9 + 2 * HIST_BUCKETS)
     series = []
@@ -247,40 +278,86 @@ def aggregates(conn: sqlite3.Connection, f: UsageFilter, now: float) -> dict[str
         point["t"] = b * step
         point["time"] = iso(b * step)
         series.append(point)
-    total_row = [sum(col) for col in zip(zero, *by_bucket.values(), strict=False)] \
-        if by_bucket else zero
+    total_row = (
+        [sum(col) for col in zip(zero, *by_bucket.values(), strict=False)] if by_bucket else zero
+    )
     keys = conn.execute(
         f"SELECT key_id, MAX(key_name), SUM(requests), SUM(prompt_tokens), "
         f"SUM(completion_tokens), SUM(errors) FROM {table} WHERE {where} GROUP BY key_id "
-        "ORDER BY SUM(requests) DESC, key_id", args).fetchall()
+        "ORDER BY SUM(requests) DESC, key_id",
+        args,
+    ).fetchall()
     models = conn.execute(
         f"SELECT model, SUM(requests), SUM(prompt_tokens), SUM(completion_tokens), "
         f"SUM(errors) FROM {table} WHERE {where} GROUP BY model "
-        "ORDER BY SUM(requests) DESC, model", args).fetchall()
+        "ORDER BY SUM(requests) DESC, model",
+        args,
+    ).fetchall()
     return {
-        "since": iso(start), "until": iso(end if f.until is not None else min(end, now)),
+        "since": iso(start),
+        "until": iso(end if f.until is not None else min(end, now)),
         "bucket_seconds": step,
         "totals": _stats(total_row),
         "series": series,
-        "keys": [{"key_id": k or None, "key_name": name, "requests": n, "prompt_tokens": p,
-                  "completion_tokens": c, "total_tokens": p + c, "errors": e}
-                 for k, name, n, p, c, e in keys],
-        "models": [{"model": m or None, "requests": n, "prompt_tokens": p,
-                    "completion_tokens": c, "total_tokens": p + c, "errors": e}
-                   for m, n, p, c, e in models],
+        "keys": [
+            {
+                "key_id": k or None,
+                "key_name": name,
+                "requests": n,
+                "prompt_tokens": p,
+                "completion_tokens": c,
+                "total_tokens": p + c,
+                "errors": e,
+            }
+            for k, name, n, p, c, e in keys
+        ],
+        "models": [
+            {
+                "model": m or None,
+                "requests": n,
+                "prompt_tokens": p,
+                "completion_tokens": c,
+                "total_tokens": p + c,
+                "errors": e,
+            }
+            for m, n, p, c, e in models
+        ],
     }
 
 
 # -- rows -------------------------------------------------------------------------------------
-ROW_FIELDS = ("id", "ts", "key_id", "key_name", "endpoint", "model", "ollama_model", "stream",
-              "status", "error_code", "prompt_tokens", "completion_tokens", "reasoning_tokens",
-              "latency_ms", "ttft_ms", "load_ms", "tokens_per_s", "client_ip", "user_agent",
-              "cancelled", "request_id", "prompt_text", "response_text")
-_ROW_SELECT = ("SELECT r.id, r.ts, r.key_id, r.key_name, r.endpoint, r.model, r.ollama_model, "
-               "r.stream, r.status, r.error_code, r.prompt_tokens, r.completion_tokens, "
-               "r.reasoning_tokens, r.latency_ms, r.ttft_ms, r.load_ms, r.tokens_per_s, "
-               "r.client_ip, r.user_agent, r.cancelled, r.request_id, c.prompt, c.response "
-               "FROM requests r LEFT JOIN content c ON c.request_id = r.id")
+ROW_FIELDS = (
+    "id",
+    "ts",
+    "key_id",
+    "key_name",
+    "endpoint",
+    "model",
+    "ollama_model",
+    "stream",
+    "status",
+    "error_code",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "latency_ms",
+    "ttft_ms",
+    "load_ms",
+    "tokens_per_s",
+    "client_ip",
+    "user_agent",
+    "cancelled",
+    "request_id",
+    "prompt_text",
+    "response_text",
+)
+_ROW_SELECT = (
+    "SELECT r.id, r.ts, r.key_id, r.key_name, r.endpoint, r.model, r.ollama_model, "
+    "r.stream, r.status, r.error_code, r.prompt_tokens, r.completion_tokens, "
+    "r.reasoning_tokens, r.latency_ms, r.ttft_ms, r.load_ms, r.tokens_per_s, "
+    "r.client_ip, r.user_agent, r.cancelled, r.request_id, c.prompt, c.response "
+    "FROM requests r LEFT JOIN content c ON c.request_id = r.id"
+)
 
 
 def _row_where(f: UsageFilter) -> tuple[str, list[Any]]:
@@ -330,47 +407,65 @@ def _as_dict(row: Sequence[Any]) -> dict[str, Any]:
     return out
 
 
-def rows(conn: sqlite3.Connection, f: UsageFilter, page: int,
-         per_page: int) -> dict[str, Any]:
+def rows(conn: sqlite3.Connection, f: UsageFilter, page: int, per_page: int) -> dict[str, Any]:
     """One page of request rows, newest first, with `has_more`."""
     where, args = _row_where(f)
-    found = conn.execute(f"{_ROW_SELECT} WHERE {where} ORDER BY r.ts DESC, r.id DESC "
-                         "LIMIT ? OFFSET ?", [*args, per_page + 1, (page - 1) * per_page]
-                         ).fetchall()
-    return {"data": [_as_dict(r) for r in found[:per_page]], "page": page,
-            "per_page": per_page, "has_more": len(found) > per_page}
+    found = conn.execute(
+        f"{_ROW_SELECT} WHERE {where} ORDER BY r.ts DESC, r.id DESC LIMIT ? OFFSET ?",
+        [*args, per_page + 1, (page - 1) * per_page],
+    ).fetchall()
+    return {
+        "data": [_as_dict(r) for r in found[:per_page]],
+        "page": page,
+        "per_page": per_page,
+        "has_more": len(found) > per_page,
+    }
 
 
-def rows_after(conn: sqlite3.Connection, f: UsageFilter, cursor: tuple[float, int] | None,
-               limit: int) -> list[dict[str, Any]]:
+def rows_after(
+    conn: sqlite3.Connection, f: UsageFilter, cursor: tuple[float, int] | None, limit: int
+) -> list[dict[str, Any]]:
     """Rows older than cursor (ts, id), newest first: keyset paging for the CSV export."""
     where, args = _row_where(f)
     if cursor is not None:
         where += " AND (r.ts < ? OR (r.ts = ? AND r.id < ?))"
         args += [cursor[0], cursor[0], cursor[1]]
-    found = conn.execute(f"{_ROW_SELECT} WHERE {where} ORDER BY r.ts DESC, r.id DESC LIMIT ?",
-                         [*args, limit]).fetchall()
+    found = conn.execute(
+        f"{_ROW_SELECT} WHERE {where} ORDER BY r.ts DESC, r.id DESC LIMIT ?", [*args, limit]
+    ).fetchall()
     return [_as_dict(r) for r in found]
 
 
-def key_summary(conn: sqlite3.Connection, key_id: str, now: float,
-                days: int = 7) -> dict[str, Any]:
+def key_summary(conn: sqlite3.Connection, key_id: str, now: float, days: int = 7) -> dict[str, Any]:
     """One key's totals and daily series over the last `days` days (from rollups)."""
     since = (int(now // 86400) - days + 1) * 86400
     f = UsageFilter(since=since, until=now, key_id=key_id)
     where, args = _rollup_where(f, "day", 86400)
-    found = conn.execute(f"SELECT day, SUM(requests), SUM(prompt_tokens), "
-                         f"SUM(completion_tokens), SUM(errors) FROM rollup_day WHERE {where} "
-                         "GROUP BY day", args).fetchall()
+    found = conn.execute(
+        f"SELECT day, SUM(requests), SUM(prompt_tokens), "
+        f"SUM(completion_tokens), SUM(errors) FROM rollup_day WHERE {where} "
+        "GROUP BY day",
+        args,
+    ).fetchall()
     by_day = {int(d): (n, p, c, e) for d, n, p, c, e in found}
     series = []
     for day in range(int(since // 86400), int(since // 86400) + days):
         n, p, c, e = by_day.get(day, (0, 0, 0, 0))
-        series.append({"t": day * 86400, "date": iso(day * 86400)[:10], "requests": n,
-                       "prompt_tokens": p, "completion_tokens": c, "errors": e})
+        series.append(
+            {
+                "t": day * 86400,
+                "date": iso(day * 86400)[:10],
+                "requests": n,
+                "prompt_tokens": p,
+                "completion_tokens": c,
+                "errors": e,
+            }
+        )
     last = conn.execute("SELECT MAX(ts) FROM requests WHERE key_id = ?", (key_id,)).fetchone()[0]
     return {
-        "key_id": key_id, "days": days, "series": series,
+        "key_id": key_id,
+        "days": days,
+        "series": series,
         "requests": sum(s["requests"] for s in series),
         "prompt_tokens": sum(s["prompt_tokens"] for s in series),
         "completion_tokens": sum(s["completion_tokens"] for s in series),

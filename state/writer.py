@@ -222,7 +222,9 @@ def decode_state(doc: dict[str, Any], store: StateFile) -> RegistryState:
     try:
         return RegistryState.from_doc(doc)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise StateFileError(f"State file {store.path} has a malformed entry "
-                             f"({type(exc).__name__}: {exc}). The gateway refuses to use it. "
-                             f"To restore the previous good version, stop the gateway and "
-                             f"run: cp {store.bak} {store.path}") from exc
+        raise StateFileError(
+            f"State file {store.path} has a malformed entry "
+            f"({type(exc).__name__}: {exc}). The gateway refuses to use it. "
+            f"To restore the previous good version, stop the gateway and "
+            f"run: cp {store.bak} {store.path}"
+        ) from exc

@@ -40,10 +40,15 @@ from tests.fake_ollama import FakeOllama
 
 ANY: Any = object()
 
-_TYPE_FOR_STATUS = {400: "invalid_request_error", 401: "invalid_request_error",
-                    403: "permission_error", 404: "invalid_request_error",
-                    405: "invalid_request_error", 413: "invalid_request_error",
-                    429: "rate_limit_error"}
+_TYPE_FOR_STATUS = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
 
 
 @pytest.fixture
@@ -101,8 +106,9 @@ def assert_openai_error(body: Any, status: int, code: str | None, param: Any = A
         assert err["param"] == param, err
 
 
-async def read_openai_error(resp: ClientResponse, status: int, code: str | None,
-                            param: Any = ANY) -> dict[str, Any]:
+async def read_openai_error(
+    resp: ClientResponse, status: int, code: str | None, param: Any = ANY
+) -> dict[str, Any]:
     """Check a response's status and OpenAI error body; return the `error` object."""
     body = await resp.json()
     assert resp.status == status, (resp.status, body)

@@ -39,8 +39,12 @@ from typing import Any
 
 from aiohttp import web
 
-DEFAULT_METRICS = {"total_duration": 512_345_678, "load_duration": 20_123_456,
-                   "prompt_eval_duration": 81_234_567, "eval_duration": 61_234_567}
+DEFAULT_METRICS = {
+    "total_duration": 512_345_678,
+    "load_duration": 20_123_456,
+    "prompt_eval_duration": 81_234_567,
+    "eval_duration": 61_234_567,
+}
 
 
 @dataclass
@@ -67,12 +71,22 @@ def default_models() -> list[FakeModel]:
     """The models every fake starts with (stable: other tests rely on them)."""
     return [
         FakeModel("llama3.2:latest", ["completion", "tools"], 131072),
-        FakeModel("qwen3:8b", ["completion", "tools", "thinking"], 40960, family="qwen3",
-                  parameter_size="8.2B"),
-        FakeModel("llava:7b", ["completion", "vision"], 4096, family="llava",
-                  parameter_size="7B"),
-        FakeModel("all-minilm:latest", ["embedding"], 512, family="bert",
-                  parameter_size="23M", quantization="F16"),
+        FakeModel(
+            "qwen3:8b",
+            ["completion", "tools", "thinking"],
+            40960,
+            family="qwen3",
+            parameter_size="8.2B",
+        ),
+        FakeModel("llava:7b", ["completion", "vision"], 4096, family="llava", parameter_size="7B"),
+        FakeModel(
+            "all-minilm:latest",
+            ["embedding"],
+            512,
+            family="bert",
+            parameter_size="23M",
+            quantization="F16",
+        ),
         FakeModel("hf.co/org/coder:Q4_K_M", ["completion", "insert"], 16384, family="qwen2"),
     ]
 
@@ -115,8 +129,9 @@ def text_script(*pieces: str, thinking: tuple[str, ...] = (), **kw: Any) -> Scri
     return Script(lines=lines, **kw)
 
 
-def tool_call(name: str, arguments: dict[str, Any], id: str | None = "call_k3j9x0qa",
-              index: int = 0) -> dict[str, Any]:
+def tool_call(
+    name: str, arguments: dict[str, Any], id: str | None = "call_k3j9x0qa", index: int = 0
+) -> dict[str, Any]:
     """A native tool call (id None: left out, as servers before v0.12.10 do)."""
     call: dict[str, Any] = {"function": {"index": index, "name": name, "arguments": arguments}}
     if id is not None:
@@ -153,10 +168,28 @@ def fake_vector(text: str, dims: int) -> list[float]:
     return [v / norm for v in raw]
 
 
-_INT_OPTIONS = {"num_ctx", "num_batch", "num_gpu", "main_gpu", "num_thread", "draft_num_predict",
-                "num_keep", "seed", "num_predict", "top_k", "repeat_last_n"}
-_FLOAT_OPTIONS = {"top_p", "min_p", "typical_p", "temperature", "repeat_penalty",
-                  "presence_penalty", "frequency_penalty"}
+_INT_OPTIONS = {
+    "num_ctx",
+    "num_batch",
+    "num_gpu",
+    "main_gpu",
+    "num_thread",
+    "draft_num_predict",
+    "num_keep",
+    "seed",
+    "num_predict",
+    "top_k",
+    "repeat_last_n",
+}
+_FLOAT_OPTIONS = {
+    "top_p",
+    "min_p",
+    "typical_p",
+    "temperature",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+}
 
 
 class FakeOllama:
@@ -169,8 +202,11 @@ class FakeOllama:
         self.url = ""
         self.disconnects = 0
         self._disconnected = asyncio.Event()
-        self._queues: dict[str, deque[Script]] = {"chat": deque(), "generate": deque(),
-                                                   "embed": deque()}
+        self._queues: dict[str, deque[Script]] = {
+            "chat": deque(),
+            "generate": deque(),
+            "embed": deque(),
+        }
         self._always: dict[str, Script | None] = {"chat": None, "generate": None, "embed": None}
         self.app = web.Application()
         self.app.router.add_route("*", "/{path:.*}", self._dispatch)
@@ -221,10 +257,14 @@ class FakeOllama:
                 body = raw.decode("utf-8", "replace")
         self.requests.append(Recorded(request.method, request.path, body, dict(request.headers)))
         routes = {
-            ("GET", "/"): self._root, ("HEAD", "/"): self._root,
-            ("GET", "/api/version"): self._version, ("GET", "/api/tags"): self._tags,
-            ("GET", "/api/ps"): self._ps, ("POST", "/api/show"): self._show,
-            ("POST", "/api/chat"): self._chat, ("POST", "/api/generate"): self._generate,
+            ("GET", "/"): self._root,
+            ("HEAD", "/"): self._root,
+            ("GET", "/api/version"): self._version,
+            ("GET", "/api/tags"): self._tags,
+            ("GET", "/api/ps"): self._ps,
+            ("POST", "/api/show"): self._show,
+            ("POST", "/api/chat"): self._chat,
+            ("POST", "/api/generate"): self._generate,
             ("POST", "/api/embed"): self._embed,
         }
         handler = routes.get((request.method, request.path))
@@ -241,20 +281,44 @@ class FakeOllama:
         return web.json_response({"version": self.version})
 
     def _details(self, m: FakeModel) -> dict[str, Any]:
-        return {"parent_model": "", "format": "gguf", "family": m.family, "families": [m.family],
-                "parameter_size": m.parameter_size, "quantization_level": m.quantization}
+        return {
+            "parent_model": "",
+            "format": "gguf",
+            "family": m.family,
+            "families": [m.family],
+            "parameter_size": m.parameter_size,
+            "quantization_level": m.quantization,
+        }
 
     async def _tags(self, request: web.Request, body: Any) -> web.StreamResponse:
-        models = [{"name": m.name, "model": m.name, "modified_at": m.modified_at, "size": m.size,
-                   "digest": m.digest, "details": self._details(m),
-                   "capabilities": list(m.capabilities)} for m in self.models]
+        models = [
+            {
+                "name": m.name,
+                "model": m.name,
+                "modified_at": m.modified_at,
+                "size": m.size,
+                "digest": m.digest,
+                "details": self._details(m),
+                "capabilities": list(m.capabilities),
+            }
+            for m in self.models
+        ]
         return web.json_response({"models": models})
 
     async def _ps(self, request: web.Request, body: Any) -> web.StreamResponse:
-        models = [{"name": m.name, "model": m.name, "size": m.size, "digest": m.digest,
-                   "details": self._details(m), "expires_at": "2026-08-20T10:05:02.5Z",
-                   "size_vram": m.size, "context_length": min(m.context_length, 4096)}
-                  for m in self.models[:1]]
+        models = [
+            {
+                "name": m.name,
+                "model": m.name,
+                "size": m.size,
+                "digest": m.digest,
+                "details": self._details(m),
+                "expires_at": "2026-08-20T10:05:02.5Z",
+                "size_vram": m.size,
+                "context_length": min(m.context_length, 4096),
+            }
+            for m in self.models[:1]
+        ]
         return web.json_response({"models": models})
 
     async def _show(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
@@ -264,22 +328,35 @@ class FakeOllama:
             return _error(404, f"model '{name}' not found")
         if m.show_status != 200:
             return _error(m.show_status, "scripted /api/show failure")
-        return web.json_response({
-            "license": "MIT", "modelfile": "# Modelfile\nFROM x\n",
-            "parameters": "temperature                    0.6\ntop_k                          20",
-            "template": "{{ .Prompt }}", "details": self._details(m),
-            "model_info": {"general.architecture": m.family, "general.parameter_count": 1000,
-                           f"{m.family}.context_length": m.context_length,
-                           f"{m.family}.embedding_length": 8},
-            "tensors": [], "capabilities": list(m.capabilities), "modified_at": m.modified_at})
+        return web.json_response(
+            {
+                "license": "MIT",
+                "modelfile": "# Modelfile\nFROM x\n",
+                "parameters": (
+                    "temperature                    0.6\ntop_k                          20"
+                ),
+                "template": "{{ .Prompt }}",
+                "details": self._details(m),
+                "model_info": {
+                    "general.architecture": m.family,
+                    "general.parameter_count": 1000,
+                    f"{m.family}.context_length": m.context_length,
+                    f"{m.family}.embedding_length": 8,
+                },
+                "tensors": [],
+                "capabilities": list(m.capabilities),
+                "modified_at": m.modified_at,
+            }
+        )
 
     # -- inference ----------------------------------------------------------------------
     def _script(self, kind: str) -> Script | None:
         queue = self._queues[kind]
         return queue.popleft() if queue else self._always[kind]
 
-    def _check_common(self, body: dict[str, Any], kind: str) -> tuple[FakeModel | None,
-                                                                       web.Response | None]:
+    def _check_common(
+        self, body: dict[str, Any], kind: str
+    ) -> tuple[FakeModel | None, web.Response | None]:
         """Ollama's own checks: model, options types, think and tools capabilities."""
         name = body.get("model")
         if not isinstance(name, str) or not name:
@@ -292,11 +369,13 @@ class FakeOllama:
             return m, _error(400, "json: cannot unmarshal options")
         for key, value in options.items():
             bad = None
-            if key in _INT_OPTIONS and (isinstance(value, bool) or
-                                        not isinstance(value, int | float)):
+            if key in _INT_OPTIONS and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
                 bad = "integer"
-            elif key in _FLOAT_OPTIONS and (isinstance(value, bool) or
-                                            not isinstance(value, int | float)):
+            elif key in _FLOAT_OPTIONS and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
                 bad = "float"
             elif key == "stop" and not isinstance(value, list):
                 bad = "array"
@@ -324,8 +403,11 @@ class FakeOllama:
         prompt_words = 0
         for msg in messages:
             if not isinstance(msg, dict) or not isinstance(msg.get("content", ""), str | None):
-                return _error(400, "json: cannot unmarshal array into Go struct field "
-                                   "Message.messages.content of type string")
+                return _error(
+                    400,
+                    "json: cannot unmarshal array into Go struct field "
+                    "Message.messages.content of type string",
+                )
             for img in msg.get("images") or []:
                 try:
                     base64.b64decode(img, validate=True)
@@ -342,8 +424,9 @@ class FakeOllama:
         messages = body.get("messages") or []
         if not messages:
             return Script(lines=[], done_reason="load", metrics={})
-        last = next((x.get("content") or "" for x in reversed(messages)
-                     if x.get("role") == "user"), "")
+        last = next(
+            (x.get("content") or "" for x in reversed(messages) if x.get("role") == "user"), ""
+        )
         text = f"Echo: {last}"
         fmt = body.get("format")
         if fmt:
@@ -351,14 +434,21 @@ class FakeOllama:
         think = body.get("think")
         thinking_on = "thinking" in m.capabilities and think is not False
         thoughts = _words(f"Thinking about: {last}") if thinking_on else []
-        return self._limited(body, [{"message": {"content": "", "thinking": t}} for t in thoughts]
-                             + [{"message": {"content": p}} for p in _words(text)], "message")
+        return self._limited(
+            body,
+            [{"message": {"content": "", "thinking": t}} for t in thoughts]
+            + [{"message": {"content": p}} for p in _words(text)],
+            "message",
+        )
 
     def _limited(self, body: dict[str, Any], lines: list[dict[str, Any]], key: str) -> Script:
         """Cut the lines at options.num_predict (one line = one token), like a length stop."""
         limit = (body.get("options") or {}).get("num_predict")
-        if isinstance(limit, int | float) and not isinstance(limit, bool) and 0 <= limit < len(
-                lines):
+        if (
+            isinstance(limit, int | float)
+            and not isinstance(limit, bool)
+            and 0 <= limit < len(lines)
+        ):
             return Script(lines=lines[: int(limit)], done_reason="length")
         return Script(lines=lines)
 
@@ -409,16 +499,27 @@ class FakeOllama:
             return _error(400, f"invalid dimensions: {dims!r}")
         vectors = [fake_vector(text, int(dims)) for text in inputs]
         words = sum(len(t.split()) for t in inputs)
-        return web.json_response({"model": name, "embeddings": vectors,
-                                  "total_duration": 14_143_917, "load_duration": 1_019_500,
-                                  "prompt_eval_count": words})
+        return web.json_response(
+            {
+                "model": name,
+                "embeddings": vectors,
+                "total_duration": 14_143_917,
+                "load_duration": 1_019_500,
+                "prompt_eval_count": words,
+            }
+        )
 
-    async def _play(self, request: web.Request, body: dict[str, Any], script: Script, kind: str,
-                    prompt_words: int) -> web.StreamResponse:
+    async def _play(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        script: Script,
+        kind: str,
+        prompt_words: int,
+    ) -> web.StreamResponse:
         """Answer with a script: an error status, one aggregated object, or an NDJSON stream."""
         if script.raw_body is not None:
-            return web.Response(status=script.status, body=script.raw_body,
-                                headers=script.headers)
+            return web.Response(status=script.status, body=script.raw_body, headers=script.headers)
         if script.status != 200:
             return _error(script.status, script.error, script.headers)
         lines = self._full_lines(body, script, kind, prompt_words)
@@ -435,8 +536,9 @@ class FakeOllama:
             if script.delay:
                 await self._sleep_watching(request, script.delay * len(lines))
             return web.json_response(_aggregate(lines, kind), headers=script.headers)
-        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
-                                           **script.headers})
+        resp = web.StreamResponse(
+            headers={"Content-Type": "application/x-ndjson", **script.headers}
+        )
         await resp.prepare(request)
         finished = False
         try:
@@ -479,8 +581,9 @@ class FakeOllama:
         self.disconnects += 1
         self._disconnected.set()
 
-    def _full_lines(self, body: dict[str, Any], script: Script, kind: str,
-                    prompt_words: int) -> list[dict[str, Any]]:
+    def _full_lines(
+        self, body: dict[str, Any], script: Script, kind: str, prompt_words: int
+    ) -> list[dict[str, Any]]:
         """Fill in the fields Ollama always writes and append the done line."""
         model = body.get("model")
         out: list[dict[str, Any]] = []
@@ -490,8 +593,12 @@ class FakeOllama:
                 continue
             out.append(self._line(model, partial, kind))
         has_done = any(ln.get("done") for ln in out)
-        if script.done and not script.drop and not has_done and not any("error" in ln
-                                                                          for ln in out):
+        if (
+            script.done
+            and not script.drop
+            and not has_done
+            and not any("error" in ln for ln in out)
+        ):
             final: dict[str, Any] = {"done": True}
             if script.done_reason is not None:
                 final["done_reason"] = script.done_reason
@@ -531,7 +638,8 @@ def _logprob(token: str, top: int) -> dict[str, Any]:
     if top:
         entry["top_logprobs"] = [{"token": token, "logprob": -0.25, "bytes": data}] + [
             {"token": f"alt{i}", "logprob": -2.0 - i, "bytes": list(f"alt{i}".encode())}
-            for i in range(1, top)]
+            for i in range(1, top)
+        ]
     return entry
 
 
@@ -539,8 +647,10 @@ def _aggregate(lines: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     """What Ollama returns with stream:false: texts joined, last line's metadata."""
     result = dict(lines[-1])
     if kind == "chat":
-        msg = {"role": "assistant", "content": "".join(ln["message"].get("content", "")
-                                                       for ln in lines)}
+        msg = {
+            "role": "assistant",
+            "content": "".join(ln["message"].get("content", "") for ln in lines),
+        }
         thinking = "".join(ln["message"].get("thinking", "") for ln in lines)
         if thinking:
             msg["thinking"] = thinking

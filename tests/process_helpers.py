@@ -9,8 +9,9 @@ from collections.abc import Callable
 import aiohttp
 
 
-async def wait_healthy(base: str, exited: Callable[[], bool], output: Callable[[], str],
-                       timeout: float) -> None:
+async def wait_healthy(
+    base: str, exited: Callable[[], bool], output: Callable[[], str], timeout: float
+) -> None:
     """Poll base/healthz until it answers 200; fail with the process output if it exits."""
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:

@@ -25,8 +25,9 @@ async def admin_gateway(make_gateway: Any, yaml_text: str = "", **kw: Any) -> Te
     return client
 
 
-async def call(client: TestClient, method: str, path: str, body: Any = None,
-               status: int = 200) -> Any:
+async def call(
+    client: TestClient, method: str, path: str, body: Any = None, status: int = 200
+) -> Any:
     """An admin API call with Basic auth; checks the status, returns the JSON."""
     kw: dict[str, Any] = {"headers": ADMIN}
     if isinstance(body, bytes):
@@ -51,9 +52,19 @@ def assert_admin_error(data: Any, field: str | None, text: str = "") -> None:
 
 async def test_key_lifecycle(make_gateway: Any) -> None:
     client = await admin_gateway(make_gateway)
-    created = await call(client, "POST", "/admin/api/keys",
-                         {"name": "laptop", "models": ["llama3.2", "qwen3*"], "rpm": 5,
-                          "expires_at": "2099-01-31T12:00:00Z", "notes": "mine"}, 201)
+    created = await call(
+        client,
+        "POST",
+        "/admin/api/keys",
+        {
+            "name": "laptop",
+            "models": ["llama3.2", "qwen3*"],
+            "rpm": 5,
+            "expires_at": "2099-01-31T12:00:00Z",
+            "notes": "mine",
+        },
+        201,
+    )
     secret = created["key"]
     assert secret.startswith("sk-") and len(secret) >= 35
     assert created["masked"] == f"{secret[:6]}…{secret[-4:]}"
@@ -71,8 +82,12 @@ async def test_key_lifecycle(make_gateway: Any) -> None:
     state = (client.app[REGISTRY].writer.store.path).read_text()  # type: ignore[union-attr]
     assert hash_secret(secret) in state and secret not in state
     # PATCH
-    patched = await call(client, "PATCH", f"/admin/api/keys/{created['id']}",
-                         {"enabled": False, "rpm": None, "notes": "off"})
+    patched = await call(
+        client,
+        "PATCH",
+        f"/admin/api/keys/{created['id']}",
+        {"enabled": False, "rpm": None, "notes": "off"},
+    )
     assert patched["enabled"] is False and patched["rpm"] is None and patched["notes"] == "off"
     assert client.app[REGISTRY].keys[created["id"]].enabled is False
     # DELETE
@@ -84,46 +99,64 @@ async def test_key_lifecycle(make_gateway: Any) -> None:
 
 async def test_expires_at_as_unix_seconds(make_gateway: Any) -> None:
     client = await admin_gateway(make_gateway)
-    created = await call(client, "POST", "/admin/api/keys",
-                         {"name": "a", "models": "*", "expires_at": 4102444800}, 201)
+    created = await call(
+        client,
+        "POST",
+        "/admin/api/keys",
+        {"name": "a", "models": "*", "expires_at": 4102444800},
+        201,
+    )
     assert created["expires_at"] == "2100-01-01T00:00:00Z"
     assert created["models"] == ["*"]
 
 
-@pytest.mark.parametrize(("body", "field", "text"), [
-    ({"models": ["*"]}, "name", "required"),
-    ({"name": "x"}, "models", "required"),
-    ({"name": "", "models": ["*"]}, "name", "must not be empty"),
-    ({"name": 5, "models": ["*"]}, "name", "must be a string"),
-    ({"name": "x\x00y", "models": ["*"]}, "name", "control characters"),
-    ({"name": "x" * 101, "models": ["*"]}, "name", "too long"),
-    ({"name": "x", "models": []}, "models", "at least one"),
-    ({"name": "x", "models": [1]}, "models", "list of model names"),
-    ({"name": "x", "models": ["a b"]}, "models", "not a valid model name"),
-    ({"name": "x", "models": ["*"], "rpm": 0}, "rpm", "at least 1"),
-    ({"name": "x", "models": ["*"], "tpm": -5}, "tpm", "at least 1"),
-    ({"name": "x", "models": ["*"], "max_concurrency": 1.5}, "max_concurrency", "whole"),
-    ({"name": "x", "models": ["*"], "rpm": True}, "rpm", "whole number"),
-    ({"name": "x", "models": ["*"], "expires_at": "next week"}, "expires_at", "ISO 8601"),
-    ({"name": "x", "models": ["*"], "expires_at": True}, "expires_at", "ISO 8601"),
-    ({"name": "x", "models": ["*"], "enabled": "yes"}, "enabled", "true or false"),
-    ({"name": "x", "models": ["*"], "secret": "sk-mine"}, "secret", "Unknown field"),
-])
-async def test_create_key_bad_input(make_gateway: Any, body: dict[str, Any], field: str,
-                                    text: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "field", "text"),
+    [
+        ({"models": ["*"]}, "name", "required"),
+        ({"name": "x"}, "models", "required"),
+        ({"name": "", "models": ["*"]}, "name", "must not be empty"),
+        ({"name": 5, "models": ["*"]}, "name", "must be a string"),
+        ({"name": "x\x00y", "models": ["*"]}, "name", "control characters"),
+        ({"name": "x" * 101, "models": ["*"]}, "name", "too long"),
+        ({"name": "x", "models": []}, "models", "at least one"),
+        ({"name": "x", "models": [1]}, "models", "list of model names"),
+        ({"name": "x", "models": ["a b"]}, "models", "not a valid model name"),
+        ({"name": "x", "models": ["*"], "rpm": 0}, "rpm", "at least 1"),
+        ({"name": "x", "models": ["*"], "tpm": -5}, "tpm", "at least 1"),
+        ({"name": "x", "models": ["*"], "max_concurrency": 1.5}, "max_concurrency", "whole"),
+        ({"name": "x", "models": ["*"], "rpm": True}, "rpm", "whole number"),
+        ({"name": "x", "models": ["*"], "expires_at": "next week"}, "expires_at", "ISO 8601"),
+        ({"name": "x", "models": ["*"], "expires_at": True}, "expires_at", "ISO 8601"),
+        ({"name": "x", "models": ["*"], "enabled": "yes"}, "enabled", "true or false"),
+        ({"name": "x", "models": ["*"], "secret": "sk-mine"}, "secret", "Unknown field"),
+    ],
+)
+async def test_create_key_bad_input(
+    make_gateway: Any, body: dict[str, Any], field: str, text: str
+) -> None:
     client = await admin_gateway(make_gateway)
     data = await call(client, "POST", "/admin/api/keys", body, 400)
     assert_admin_error(data, field, text)
     assert client.app[REGISTRY].keys == {}
 
 
-@pytest.mark.parametrize(("raw", "text"), [
-    (b"{", "not valid JSON"), (b"", "empty"), (b"[1]", "JSON object"), (b"\xff", "not valid"),
-])
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        (b"{", "not valid JSON"),
+        (b"", "empty"),
+        (b"[1]", "JSON object"),
+        (b"\xff", "not valid"),
+    ],
+)
 async def test_malformed_bodies(make_gateway: Any, raw: bytes, text: str) -> None:
     client = await admin_gateway(make_gateway)
-    for method, path in (("POST", "/admin/api/keys"), ("PATCH", "/admin/api/settings"),
-                         ("PATCH", "/admin/api/models/llama3.2")):
+    for method, path in (
+        ("POST", "/admin/api/keys"),
+        ("PATCH", "/admin/api/settings"),
+        ("PATCH", "/admin/api/models/llama3.2"),
+    ):
         data = await call(client, method, path, raw, 400)
         assert text in data["error"]["message"]
     assert client.app[REGISTRY].keys == {}
@@ -133,8 +166,9 @@ async def test_patch_key_bad_input_changes_nothing(make_gateway: Any) -> None:
     client = await admin_gateway(make_gateway)
     key = await call(client, "POST", "/admin/api/keys", {"name": "a", "models": ["*"]}, 201)
     await call(client, "POST", "/admin/api/keys", {"name": "b", "models": ["*"]}, 201)
-    data = await call(client, "PATCH", f"/admin/api/keys/{key['id']}",
-                      {"name": "renamed", "rpm": "many"}, 400)
+    data = await call(
+        client, "PATCH", f"/admin/api/keys/{key['id']}", {"name": "renamed", "rpm": "many"}, 400
+    )
     assert_admin_error(data, "rpm")
     data = await call(client, "PATCH", f"/admin/api/keys/{key['id']}", {"name": "B"}, 400)
     assert_admin_error(data, "name", "already exists")
@@ -202,9 +236,12 @@ async def test_revoked_key_refused_on_next_request(make_gateway: Any) -> None:
 
 async def test_200_concurrent_creations_survive_restart(make_gateway: Any) -> None:
     client = await admin_gateway(make_gateway)
-    results = await asyncio.gather(*(
-        call(client, "POST", "/admin/api/keys", {"name": f"k{i}", "models": ["*"]}, 201)
-        for i in range(200)))
+    results = await asyncio.gather(
+        *(
+            call(client, "POST", "/admin/api/keys", {"name": f"k{i}", "models": ["*"]}, 201)
+            for i in range(200)
+        )
+    )
     ids = {r["id"] for r in results}
     assert len(ids) == 200
     await client.close()
@@ -233,8 +270,9 @@ async def test_hot_counters_saved_debounced_and_at_shutdown(make_gateway: Any) -
 
 
 async def test_models_list_patch_and_validation(make_gateway: Any, fake_ollama: Any) -> None:
-    yaml_text = ("models:\n  qwen3:8b:\n    display_name: qwen-chat\n"
-                 "    overrides: {temperature: 0.2}\n")
+    yaml_text = (
+        "models:\n  qwen3:8b:\n    display_name: qwen-chat\n    overrides: {temperature: 0.2}\n"
+    )
     client = await admin_gateway(make_gateway, yaml_text)
     data = await call(client, "GET", "/admin/api/models")
     assert data["error"] is None
@@ -245,44 +283,64 @@ async def test_models_list_patch_and_validation(make_gateway: Any, fake_ollama: 
     assert qwen["overrides"] == {"temperature": {"value": 0.2, "source": "config"}}
     assert "thinking" in qwen["capabilities"] and qwen["context_length"] == 40960
     # A good PATCH
-    out = await call(client, "PATCH", "/admin/api/models/llama3.2",
-                     {"display_name": "Llama", "overrides": {"num_ctx": 8192, "think": "low"},
-                      "enforce": {"temperature": 0}})
+    out = await call(
+        client,
+        "PATCH",
+        "/admin/api/models/llama3.2",
+        {
+            "display_name": "Llama",
+            "overrides": {"num_ctx": 8192, "think": "low"},
+            "enforce": {"temperature": 0},
+        },
+    )
     assert out["ollama_name"] == "llama3.2:latest" and out["display_name"] == "Llama"
     assert out["overrides"]["num_ctx"] == {"value": 8192, "source": "ui"}
     assert out["enforce"] == {"temperature": {"value": 0.0, "source": "ui"}}
     eff = client.app[REGISTRY].model_settings("LLAMA3.2:latest")
     assert eff.overrides == {"num_ctx": 8192, "think": "low"}
     # Bad values: 400 naming the option, nothing saved.
-    for body, field in [({"overrides": {"temperature": "hot"}}, "overrides.temperature"),
-                        ({"overrides": {"num_ctx": 1.5}}, "overrides.num_ctx"),
-                        ({"overrides": {"bogus": 1}}, "overrides.bogus"),
-                        ({"enforce": {"think": "very"}}, "enforce.think"),
-                        ({"overrides": []}, "overrides."),
-                        ({"enabled": "no"}, "enabled"),
-                        ({"reasoning_output": "loud"}, "reasoning_output"),
-                        ({"display_name": "x\ny"}, "display_name"),
-                        ({"display_name": "qwen-chat"}, "display_name"),
-                        ({"display_name": "llava:7b"}, "display_name"),
-                        ({"colour": "red"}, "colour")]:
-        data = await call(client, "PATCH", "/admin/api/models/llama3.2",
-                          {"display_name": "Changed", **body}, 400)
+    for body, field in [
+        ({"overrides": {"temperature": "hot"}}, "overrides.temperature"),
+        ({"overrides": {"num_ctx": 1.5}}, "overrides.num_ctx"),
+        ({"overrides": {"bogus": 1}}, "overrides.bogus"),
+        ({"enforce": {"think": "very"}}, "enforce.think"),
+        ({"overrides": []}, "overrides."),
+        ({"enabled": "no"}, "enabled"),
+        ({"reasoning_output": "loud"}, "reasoning_output"),
+        ({"display_name": "x\ny"}, "display_name"),
+        ({"display_name": "qwen-chat"}, "display_name"),
+        ({"display_name": "llava:7b"}, "display_name"),
+        ({"colour": "red"}, "colour"),
+    ]:
+        data = await call(
+            client, "PATCH", "/admin/api/models/llama3.2", {"display_name": "Changed", **body}, 400
+        )
         assert data["error"]["field"].rstrip(".") == field.rstrip("."), (body, data)
     assert client.app[REGISTRY].model_settings("llama3.2").display_name == "Llama"
     # config.yaml wins and is locked; sending its own value back is fine.
-    data = await call(client, "PATCH", "/admin/api/models/qwen3:8b",
-                      {"display_name": "other"}, 400)
+    data = await call(client, "PATCH", "/admin/api/models/qwen3:8b", {"display_name": "other"}, 400)
     assert "config.yaml" in data["error"]["message"]
-    data = await call(client, "PATCH", "/admin/api/models/qwen3:8b",
-                      {"overrides": {"temperature": 0.9}}, 400)
+    data = await call(
+        client, "PATCH", "/admin/api/models/qwen3:8b", {"overrides": {"temperature": 0.9}}, 400
+    )
     assert data["error"]["field"] == "overrides.temperature"
-    out = await call(client, "PATCH", "/admin/api/models/qwen3:8b",
-                     {"display_name": "qwen-chat", "overrides": {"temperature": 0.2, "top_k": 5}})
-    assert out["overrides"] == {"temperature": {"value": 0.2, "source": "config"},
-                                "top_k": {"value": 5, "source": "ui"}}
+    out = await call(
+        client,
+        "PATCH",
+        "/admin/api/models/qwen3:8b",
+        {"display_name": "qwen-chat", "overrides": {"temperature": 0.2, "top_k": 5}},
+    )
+    assert out["overrides"] == {
+        "temperature": {"value": 0.2, "source": "config"},
+        "top_k": {"value": 5, "source": "ui"},
+    }
     # Clearing: null display name, empty blocks.
-    out = await call(client, "PATCH", "/admin/api/models/llama3.2",
-                     {"display_name": None, "overrides": {}, "enforce": {}})
+    out = await call(
+        client,
+        "PATCH",
+        "/admin/api/models/llama3.2",
+        {"display_name": None, "overrides": {}, "enforce": {}},
+    )
     assert out["display_name"] is None and out["overrides"] == {}
     assert "llama3.2:latest" not in client.app[REGISTRY].model_state
 
@@ -292,8 +350,7 @@ async def test_disabled_model_not_callable(make_gateway: Any) -> None:
     key = await call(client, "POST", "/admin/api/keys", {"name": "a", "models": ["*"]}, 201)
     await call(client, "PATCH", "/admin/api/models/llava:7b", {"enabled": False})
     body = {"model": "llava:7b", "messages": [{"role": "user", "content": "hi"}]}
-    resp = await client.post("/v1/chat/completions", json=body,
-                             headers=auth_headers(key["key"]))
+    resp = await client.post("/v1/chat/completions", json=body, headers=auth_headers(key["key"]))
     assert resp.status == 404, await resp.text()
     assert (await resp.json())["error"]["code"] == "model_not_found"
     models = await (await client.get("/v1/models", headers=auth_headers(key["key"]))).json()
@@ -304,6 +361,7 @@ async def test_disabled_model_not_callable(make_gateway: Any) -> None:
 
 async def test_models_refresh_and_unreachable_ollama(make_gateway: Any, fake_ollama: Any) -> None:
     from tests.fake_ollama import FakeModel
+
     client = await admin_gateway(make_gateway)
     await call(client, "GET", "/admin/api/models")
     fake_ollama.models.append(FakeModel("mistral:7b"))
@@ -322,9 +380,12 @@ async def test_settings_get_patch_locked(make_gateway: Any, fake_ollama: Any) ->
     assert "port" not in by and "admin_password" not in by
     assert by["reasoning_output"]["locked"] is True and by["reasoning_output"]["value"] == "hidden"
     assert by["key_rotation_grace"]["source"] == "default"
-    out = await call(client, "PATCH", "/admin/api/settings",
-                     {"key_rotation_grace": 60, "defaults": {"temperature": 0.5},
-                      "content_logging": True})
+    out = await call(
+        client,
+        "PATCH",
+        "/admin/api/settings",
+        {"key_rotation_grace": 60, "defaults": {"temperature": 0.5}, "content_logging": True},
+    )
     by = {s["name"]: s for s in out["settings"]}
     assert by["key_rotation_grace"] == {**by["key_rotation_grace"], "value": 60, "source": "ui"}
     assert client.app[REGISTRY].setting("defaults") == {"temperature": 0.5}
@@ -332,15 +393,19 @@ async def test_settings_get_patch_locked(make_gateway: Any, fake_ollama: Any) ->
     data = await call(client, "PATCH", "/admin/api/settings", {"reasoning_output": "both"}, 400)
     assert_admin_error(data, "reasoning_output", "config.yaml")
     await call(client, "PATCH", "/admin/api/settings", {"reasoning_output": "hidden"})
-    for body, field in [({"port": 1}, "port"), ({"nope": 1}, "nope"),
-                        ({"key_rotation_grace": "1h"}, "key_rotation_grace"),
-                        ({"key_rotation_grace": -1}, "key_rotation_grace"),
-                        ({"content_logging": "yes"}, "content_logging"),
-                        ({"defaults": {"top_k": "x"}}, "defaults.top_k"),
-                        ({"defaults": 3}, "defaults"),
-                        ({"ollama_url": "ftp://x"}, "ollama_url")]:
-        data = await call(client, "PATCH", "/admin/api/settings",
-                          {"usage_retention_days": 5, **body}, 400)
+    for body, field in [
+        ({"port": 1}, "port"),
+        ({"nope": 1}, "nope"),
+        ({"key_rotation_grace": "1h"}, "key_rotation_grace"),
+        ({"key_rotation_grace": -1}, "key_rotation_grace"),
+        ({"content_logging": "yes"}, "content_logging"),
+        ({"defaults": {"top_k": "x"}}, "defaults.top_k"),
+        ({"defaults": 3}, "defaults"),
+        ({"ollama_url": "ftp://x"}, "ollama_url"),
+    ]:
+        data = await call(
+            client, "PATCH", "/admin/api/settings", {"usage_retention_days": 5, **body}, 400
+        )
         assert_admin_error(data, field)
     assert client.app[REGISTRY].setting("usage_retention_days") == 90  # nothing half-saved
     # null returns a setting to its default
@@ -354,8 +419,9 @@ async def test_ollama_url_setting_moves_upstream(make_gateway: Any, fake_ollama:
     data = await call(client, "GET", "/admin/api/settings")
     assert {s["name"]: s for s in data["settings"]}["ollama_url"]["locked"] is True
     # The fixture sets ollama_url explicitly; as if config.yaml left it to the admin:
-    registry.config = dataclasses.replace(registry.config,
-                                          explicit=registry.config.explicit - {"ollama_url"})
+    registry.config = dataclasses.replace(
+        registry.config, explicit=registry.config.explicit - {"ollama_url"}
+    )
     await call(client, "PATCH", "/admin/api/settings", {"ollama_url": "http://127.0.0.1:9/"})
     assert client.app[UPSTREAM].base_url == "http://127.0.0.1:9"
     assert registry.setting("ollama_url") == "http://127.0.0.1:9"
@@ -367,15 +433,18 @@ async def test_test_ollama(make_gateway: Any, fake_ollama: Any) -> None:
     client = await admin_gateway(make_gateway)
     ok = await call(client, "POST", "/admin/api/settings/test-ollama")
     assert ok["ok"] is True and ok["version"] and ok["url"] == fake_ollama.url
-    ok = await call(client, "POST", "/admin/api/settings/test-ollama",
-                    {"ollama_url": fake_ollama.url + "/"})
+    ok = await call(
+        client, "POST", "/admin/api/settings/test-ollama", {"ollama_url": fake_ollama.url + "/"}
+    )
     assert ok["ok"] is True
-    bad = await call(client, "POST", "/admin/api/settings/test-ollama",
-                     {"ollama_url": "http://127.0.0.1:9"})
-    assert bad["ok"] is False and "Cannot reach Ollama at http://127.0.0.1:9" in \
-        bad["error"]["message"]
-    data = await call(client, "POST", "/admin/api/settings/test-ollama", {"ollama_url": "x"},
-                      400)
+    bad = await call(
+        client, "POST", "/admin/api/settings/test-ollama", {"ollama_url": "http://127.0.0.1:9"}
+    )
+    assert (
+        bad["ok"] is False
+        and "Cannot reach Ollama at http://127.0.0.1:9" in bad["error"]["message"]
+    )
+    data = await call(client, "POST", "/admin/api/settings/test-ollama", {"ollama_url": "x"}, 400)
     assert_admin_error(data, "ollama_url")
 
 
@@ -397,8 +466,13 @@ async def test_disk_failure_changes_nothing(make_gateway: Any, monkeypatch: Any)
 
 async def test_patch_model_with_slash_in_name(make_gateway: Any) -> None:
     client = await admin_gateway(make_gateway)
-    out = await call(client, "PATCH", "/admin/api/models/hf.co%2Forg%2Fcoder:Q4_K_M",
-                     {"overrides": {"num_ctx": 4096}})
+    out = await call(
+        client,
+        "PATCH",
+        "/admin/api/models/hf.co%2Forg%2Fcoder:Q4_K_M",
+        {"overrides": {"num_ctx": 4096}},
+    )
     assert out["ollama_name"] == "hf.co/org/coder:q4_k_m" and out["available"] is True
-    assert client.app[REGISTRY].model_settings("hf.co/org/coder:Q4_K_M").overrides == \
-        {"num_ctx": 4096}
+    assert client.app[REGISTRY].model_settings("hf.co/org/coder:Q4_K_M").overrides == {
+        "num_ctx": 4096
+    }

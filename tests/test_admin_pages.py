@@ -30,8 +30,11 @@ async def login(client: TestClient, password: str = "admin") -> Any:
     """Submit the login form the way a browser does; returns the (unfollowed) response."""
     page = await client.get("/admin/login")
     token = csrf_of(await page.text())
-    return await client.post("/admin/login", allow_redirects=False, data={
-        "csrf_token": token, "username": "admin", "password": password})
+    return await client.post(
+        "/admin/login",
+        allow_redirects=False,
+        data={"csrf_token": token, "username": "admin", "password": password},
+    )
 
 
 async def signed_in(client: TestClient) -> str:
@@ -40,8 +43,16 @@ async def signed_in(client: TestClient) -> str:
     assert resp.status == 303 and resp.headers["Location"] == "/admin/password"
     page = await client.get("/admin/password")
     token = csrf_of(await page.text())
-    resp = await client.post("/admin/password", allow_redirects=False, data={
-        "csrf_token": token, "current": "admin", "new": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    resp = await client.post(
+        "/admin/password",
+        allow_redirects=False,
+        data={
+            "csrf_token": token,
+            "current": "admin",
+            "new": NEW_PASSWORD,
+            "confirm": NEW_PASSWORD,
+        },
+    )
     assert resp.status == 303, await resp.text()
     page = await client.get("/admin")
     assert page.status == 200
@@ -80,12 +91,13 @@ async def test_wrong_password_keeps_username_escaped(make_gateway: MakeGateway) 
     client = await make_gateway()
     page = await client.get("/admin/login")
     token = csrf_of(await page.text())
-    resp = await client.post("/admin/login", data={
-        "csrf_token": token, "username": '<b>"x"</b>', "password": "nope"})
+    resp = await client.post(
+        "/admin/login", data={"csrf_token": token, "username": '<b>"x"</b>', "password": "nope"}
+    )
     html = await resp.text()
     assert resp.status == 401
     assert "Wrong user name or password." in html
-    assert "&lt;b&gt;&#34;x&#34;&lt;/b&gt;" in html and "<b>\"x\"</b>" not in html
+    assert "&lt;b&gt;&#34;x&#34;&lt;/b&gt;" in html and '<b>"x"</b>' not in html
 
 
 async def test_default_password_forces_change_before_anything(make_gateway: MakeGateway) -> None:
@@ -102,20 +114,25 @@ async def test_default_password_forces_change_before_anything(make_gateway: Make
     assert_csp_safe(html)
 
 
-@pytest.mark.parametrize(("current", "new", "confirm", "field", "message"), [
-    ("wrong", NEW_PASSWORD, NEW_PASSWORD, "current", "The current password is wrong."),
-    ("admin", "short", "short", "new", "at least"),
-    ("admin", NEW_PASSWORD, NEW_PASSWORD + "x", "confirm", "The two new passwords differ."),
-])
-async def test_password_errors_shown_next_to_field(make_gateway: MakeGateway, current: str,
-                                                   new: str, confirm: str, field: str,
-                                                   message: str) -> None:
+@pytest.mark.parametrize(
+    ("current", "new", "confirm", "field", "message"),
+    [
+        ("wrong", NEW_PASSWORD, NEW_PASSWORD, "current", "The current password is wrong."),
+        ("admin", "short", "short", "new", "at least"),
+        ("admin", NEW_PASSWORD, NEW_PASSWORD + "x", "confirm", "The two new passwords differ."),
+    ],
+)
+async def test_password_errors_shown_next_to_field(
+    make_gateway: MakeGateway, current: str, new: str, confirm: str, field: str, message: str
+) -> None:
     client = await make_gateway()
     await login(client)
     page = await client.get("/admin/password")
     token = csrf_of(await page.text())
-    resp = await client.post("/admin/password", data={
-        "csrf_token": token, "current": current, "new": new, "confirm": confirm})
+    resp = await client.post(
+        "/admin/password",
+        data={"csrf_token": token, "current": current, "new": new, "confirm": confirm},
+    )
     html = await resp.text()
     assert resp.status == 400
     slot = re.search(rf'data-error-for="{field}">([^<]*)<', html)
@@ -146,14 +163,19 @@ async def test_password_change_then_every_page_renders(make_gateway: MakeGateway
 
 
 async def test_csrf_missing_or_wrong_is_refused_and_changes_nothing(
-        make_gateway: MakeGateway) -> None:
+    make_gateway: MakeGateway,
+) -> None:
     client = await make_gateway()
     await client.get("/admin/login")
-    resp = await client.post("/admin/login", data={"username": "admin", "password": "admin"},
-                             allow_redirects=False)
+    resp = await client.post(
+        "/admin/login", data={"username": "admin", "password": "admin"}, allow_redirects=False
+    )
     assert resp.status == 403
-    assert (await client.get("/admin", allow_redirects=False)).headers["Location"] \
+    assert (
+        (await client.get("/admin", allow_redirects=False))
+        .headers["Location"]
         .startswith("/admin/login")
+    )
     await login(client)
     for token in (None, "forged"):
         data = {"current": "admin", "new": NEW_PASSWORD, "confirm": NEW_PASSWORD}
@@ -193,14 +215,17 @@ async def test_notice_is_never_reflected(make_gateway: MakeGateway) -> None:
     assert "pwned" not in html
 
 
-@pytest.mark.parametrize(("next_url", "expected"), [
-    ("/admin/keys", "/admin/keys"),
-    ("//evil.example/admin", "/admin"),
-    ("https://evil.example/", "/admin"),
-    ("/admin/login", "/admin"),
-    ("/admin\\\\evil", "/admin"),
-    ("", "/admin"),
-])
+@pytest.mark.parametrize(
+    ("next_url", "expected"),
+    [
+        ("/admin/keys", "/admin/keys"),
+        ("//evil.example/admin", "/admin"),
+        ("https://evil.example/", "/admin"),
+        ("/admin/login", "/admin"),
+        ("/admin\\\\evil", "/admin"),
+        ("", "/admin"),
+    ],
+)
 def test_safe_next(next_url: str, expected: str) -> None:
     from web.pages import safe_next
 
@@ -240,10 +265,12 @@ async def test_settings_page_locks_config_values(make_gateway: MakeGateway) -> N
     assert url_input and "disabled" in url_input.group(0)  # make_gateway sets it explicitly
 
 
-async def test_models_page_lists_catalog_with_sources(make_gateway: MakeGateway,
-                                                      fake_ollama: FakeOllama) -> None:
+async def test_models_page_lists_catalog_with_sources(
+    make_gateway: MakeGateway, fake_ollama: FakeOllama
+) -> None:
     client = await make_gateway(
-        "models:\n  qwen3:8b:\n    display_name: Qwen\n    overrides:\n      num_ctx: 8192\n")
+        "models:\n  qwen3:8b:\n    display_name: Qwen\n    overrides:\n      num_ctx: 8192\n"
+    )
     await signed_in(client)
     html = await (await client.get("/admin/models")).text()
     for m in fake_ollama.models:
@@ -256,14 +283,15 @@ async def test_models_page_lists_catalog_with_sources(make_gateway: MakeGateway,
     assert_csp_safe(html)
 
 
-async def test_try_it_runs_through_translation(make_gateway: MakeGateway,
-                                               fake_ollama: FakeOllama) -> None:
-    client = await make_gateway(
-        "models:\n  qwen3:8b:\n    enforce:\n      temperature: 0.25\n")
+async def test_try_it_runs_through_translation(
+    make_gateway: MakeGateway, fake_ollama: FakeOllama
+) -> None:
+    client = await make_gateway("models:\n  qwen3:8b:\n    enforce:\n      temperature: 0.25\n")
     token = await signed_in(client)
     headers = {"X-CSRF-Token": token}
-    resp = await client.post("/admin/try", json={"model": "qwen3:8b", "prompt": "hello there"},
-                             headers=headers)
+    resp = await client.post(
+        "/admin/try", json={"model": "qwen3:8b", "prompt": "hello there"}, headers=headers
+    )
     body = await resp.json()
     assert resp.status == 200, body
     assert body["content"] == "Echo: hello there"
@@ -277,18 +305,26 @@ async def test_try_it_runs_through_translation(make_gateway: MakeGateway,
     page = await client.app[USAGE].read(usage_query.rows, UsageFilter(), 1, 10)
     [row] = page["data"]
     assert (row["key_name"], row["endpoint"], row["ollama_model"], row["status"]) == (
-        "admin (try it)", "/admin/try", "qwen3:8b", 200)
+        "admin (try it)",
+        "/admin/try",
+        "qwen3:8b",
+        200,
+    )
     assert row["prompt_tokens"] + row["completion_tokens"] == body["usage"]["total_tokens"]
 
 
-@pytest.mark.parametrize(("payload", "status", "field"), [
-    ({"model": "nope:1b", "prompt": "hi"}, 404, "model"),
-    ({"model": "llama3.2", "prompt": "  "}, 400, "prompt"),
-    ({"model": "", "prompt": "hi"}, 400, "model"),
-    ({"model": "llama3.2", "prompt": "hi", "extra": 1}, 400, "extra"),
-])
-async def test_try_it_errors(make_gateway: MakeGateway, payload: dict[str, Any], status: int,
-                             field: str) -> None:
+@pytest.mark.parametrize(
+    ("payload", "status", "field"),
+    [
+        ({"model": "nope:1b", "prompt": "hi"}, 404, "model"),
+        ({"model": "llama3.2", "prompt": "  "}, 400, "prompt"),
+        ({"model": "", "prompt": "hi"}, 400, "model"),
+        ({"model": "llama3.2", "prompt": "hi", "extra": 1}, 400, "extra"),
+    ],
+)
+async def test_try_it_errors(
+    make_gateway: MakeGateway, payload: dict[str, Any], status: int, field: str
+) -> None:
     client = await make_gateway()
     token = await signed_in(client)
     resp = await client.post("/admin/try", json=payload, headers={"X-CSRF-Token": token})
@@ -300,8 +336,9 @@ async def test_try_it_errors(make_gateway: MakeGateway, payload: dict[str, Any],
 async def test_try_it_refuses_disabled_model(make_gateway: MakeGateway) -> None:
     client = await make_gateway("models:\n  llama3.2:\n    enabled: false\n")
     token = await signed_in(client)
-    resp = await client.post("/admin/try", json={"model": "llama3.2", "prompt": "hi"},
-                             headers={"X-CSRF-Token": token})
+    resp = await client.post(
+        "/admin/try", json={"model": "llama3.2", "prompt": "hi"}, headers={"X-CSRF-Token": token}
+    )
     body = await resp.json()
     assert resp.status == 400 and "disabled" in body["error"]["message"]
 
@@ -318,8 +355,9 @@ async def test_unknown_admin_page_is_an_html_404(make_gateway: MakeGateway) -> N
     assert resp.status == 302 and resp.headers["Location"] == "/admin"
 
 
-async def test_page_crash_is_an_html_500_not_a_traceback(make_gateway: MakeGateway,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_page_crash_is_an_html_500_not_a_traceback(
+    make_gateway: MakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import web.pages_settings
 
     def broken(_registry: Any) -> None:
@@ -343,17 +381,25 @@ async def test_login_returns_to_the_page_asked_for(make_gateway: MakeGateway) ->
     page = await client.get(resp.headers["Location"])
     html = await page.text()
     assert 'name="next" value="/admin/keys"' in html
-    resp = await client.post("/admin/login", allow_redirects=False, data={
-        "csrf_token": csrf_of(html), "username": "admin", "password": NEW_PASSWORD,
-        "next": "/admin/keys"})
+    resp = await client.post(
+        "/admin/login",
+        allow_redirects=False,
+        data={
+            "csrf_token": csrf_of(html),
+            "username": "admin",
+            "password": NEW_PASSWORD,
+            "next": "/admin/keys",
+        },
+    )
     assert resp.status == 303 and resp.headers["Location"] == "/admin/keys"
 
 
 async def test_try_it_when_ollama_is_down(make_gateway: MakeGateway) -> None:
     client = await make_gateway(ollama_url="http://127.0.0.1:9")
     token = await signed_in(client)
-    resp = await client.post("/admin/try", json={"model": "llama3.2", "prompt": "hi"},
-                             headers={"X-CSRF-Token": token})
+    resp = await client.post(
+        "/admin/try", json={"model": "llama3.2", "prompt": "hi"}, headers={"X-CSRF-Token": token}
+    )
     body = await resp.json()
     assert resp.status == 502
     assert "Cannot reach Ollama at http://127.0.0.1:9" in body["error"]["message"]

@@ -21,8 +21,11 @@ async def _lines(session: aiohttp.ClientSession, url: str, body: dict[str, Any])
 
 async def test_default_chat_echo_streams_words(fake_ollama: FakeOllama) -> None:
     async with aiohttp.ClientSession() as s:
-        lines = await _lines(s, fake_ollama.url + "/api/chat", {
-            "model": "llama3.2", "messages": [{"role": "user", "content": "say hi"}]})
+        lines = await _lines(
+            s,
+            fake_ollama.url + "/api/chat",
+            {"model": "llama3.2", "messages": [{"role": "user", "content": "say hi"}]},
+        )
     assert [ln["message"]["content"] for ln in lines] == ["Echo:", " say", " hi", ""]
     assert [ln["done"] for ln in lines] == [False, False, False, True]
     assert lines[-1]["done_reason"] == "stop"
@@ -32,54 +35,102 @@ async def test_default_chat_echo_streams_words(fake_ollama: FakeOllama) -> None:
 
 
 async def test_default_chat_thinks_and_aggregates(fake_ollama: FakeOllama) -> None:
-    async with aiohttp.ClientSession() as s, s.post(fake_ollama.url + "/api/chat", json={
-            "model": "qwen3:8b", "stream": False,
-            "messages": [{"role": "user", "content": "x"}]}) as resp:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            fake_ollama.url + "/api/chat",
+            json={
+                "model": "qwen3:8b",
+                "stream": False,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+        ) as resp,
+    ):
         body = await resp.json()
-    assert body["message"] == {"role": "assistant", "content": "Echo: x",
-                               "thinking": "Thinking about: x"}
+    assert body["message"] == {
+        "role": "assistant",
+        "content": "Echo: x",
+        "thinking": "Thinking about: x",
+    }
     assert body["done"] is True
 
 
-@pytest.mark.parametrize(("body", "status", "error"), [
-    ({"model": "nope", "messages": []}, 404, "model 'nope' not found"),
-    ({"model": "llama3.2", "think": True, "messages": []}, 400,
-     '"llama3.2" does not support thinking'),
-    ({"model": "llava:7b", "tools": [{"type": "function"}], "messages": []}, 400,
-     "llava:7b does not support tools"),
-    ({"model": "llama3.2", "options": {"num_ctx": "8192"}, "messages": []}, 500,
-     'option "num_ctx" must be of type integer'),
-    ({"model": "llama3.2", "options": {"stop": "x"}, "messages": []}, 500,
-     'option "stop" must be of type array'),
-    ({"model": "llama3.2", "messages": [{"role": "user", "content": "", "images": ["data:x"]}]},
-     400, "illegal base64 data at input byte 4"),
-])
-async def test_ollama_like_errors(fake_ollama: FakeOllama, body: dict[str, Any], status: int,
-                                  error: str) -> None:
-    async with aiohttp.ClientSession() as s, s.post(fake_ollama.url + "/api/chat",
-                                                    json=body) as resp:
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"model": "nope", "messages": []}, 404, "model 'nope' not found"),
+        (
+            {"model": "llama3.2", "think": True, "messages": []},
+            400,
+            '"llama3.2" does not support thinking',
+        ),
+        (
+            {"model": "llava:7b", "tools": [{"type": "function"}], "messages": []},
+            400,
+            "llava:7b does not support tools",
+        ),
+        (
+            {"model": "llama3.2", "options": {"num_ctx": "8192"}, "messages": []},
+            500,
+            'option "num_ctx" must be of type integer',
+        ),
+        (
+            {"model": "llama3.2", "options": {"stop": "x"}, "messages": []},
+            500,
+            'option "stop" must be of type array',
+        ),
+        (
+            {
+                "model": "llama3.2",
+                "messages": [{"role": "user", "content": "", "images": ["data:x"]}],
+            },
+            400,
+            "illegal base64 data at input byte 4",
+        ),
+    ],
+)
+async def test_ollama_like_errors(
+    fake_ollama: FakeOllama, body: dict[str, Any], status: int, error: str
+) -> None:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(fake_ollama.url + "/api/chat", json=body) as resp,
+    ):
         assert resp.status == status
         assert await resp.json() == {"error": error}
 
 
 async def test_scripted_error_status_with_headers(fake_ollama: FakeOllama) -> None:
-    fake_ollama.push("chat", Script(status=503, error="server busy",
-                                    headers={"Retry-After": "7"}))
+    fake_ollama.push("chat", Script(status=503, error="server busy", headers={"Retry-After": "7"}))
     async with aiohttp.ClientSession() as s:
         async with s.post(fake_ollama.url + "/api/chat", json={"model": "llama3.2"}) as resp:
             assert resp.status == 503
             assert resp.headers["Retry-After"] == "7"
         # One-shot: the next request gets the default reply again.
-        lines = await _lines(s, fake_ollama.url + "/api/chat", {"model": "llama3.2",
-                                                                "messages": []})
+        lines = await _lines(
+            s, fake_ollama.url + "/api/chat", {"model": "llama3.2", "messages": []}
+        )
     assert lines[-1]["done_reason"] == "load"
 
 
 async def test_script_tool_calls_and_missing_metrics(fake_ollama: FakeOllama) -> None:
-    fake_ollama.push("chat", Script(lines=[
-        {"message": {"content": "", "thinking": "hmm", "tool_calls": [tool_call("f", {"a": 1})]}},
-        {"message": {"content": ""}, "done": True,
-         "tool_calls_note": 1}], done_reason=None, metrics={}))
+    fake_ollama.push(
+        "chat",
+        Script(
+            lines=[
+                {
+                    "message": {
+                        "content": "",
+                        "thinking": "hmm",
+                        "tool_calls": [tool_call("f", {"a": 1})],
+                    }
+                },
+                {"message": {"content": ""}, "done": True, "tool_calls_note": 1},
+            ],
+            done_reason=None,
+            metrics={},
+        ),
+    )
     async with aiohttp.ClientSession() as s:
         lines = await _lines(s, fake_ollama.url + "/api/chat", {"model": "qwen3:8b"})
     assert len(lines) == 2
@@ -88,9 +139,16 @@ async def test_script_tool_calls_and_missing_metrics(fake_ollama: FakeOllama) ->
 
 
 async def test_mid_stream_error_line_then_close(fake_ollama: FakeOllama) -> None:
-    fake_ollama.push("chat", Script(lines=[{"message": {"content": "Yes"}},
-                                           {"error": "runner crashed"},
-                                           {"message": {"content": "never sent"}}]))
+    fake_ollama.push(
+        "chat",
+        Script(
+            lines=[
+                {"message": {"content": "Yes"}},
+                {"error": "runner crashed"},
+                {"message": {"content": "never sent"}},
+            ]
+        ),
+    )
     async with aiohttp.ClientSession() as s:
         seen = await _lines(s, fake_ollama.url + "/api/chat", {"model": "llama3.2"})
     # Like Ollama: the error line ends the body; no done line follows.
@@ -122,11 +180,16 @@ async def test_tags_show_embed_generate(fake_ollama: FakeOllama) -> None:
             tags = await resp.json()
         async with s.post(fake_ollama.url + "/api/show", json={"model": "qwen3:8b"}) as resp:
             show = await resp.json()
-        async with s.post(fake_ollama.url + "/api/embed", json={
-                "model": "all-minilm", "input": ["a", "b c"], "dimensions": 4}) as resp:
+        async with s.post(
+            fake_ollama.url + "/api/embed",
+            json={"model": "all-minilm", "input": ["a", "b c"], "dimensions": 4},
+        ) as resp:
             embed = await resp.json()
-        gen = await _lines(s, fake_ollama.url + "/api/generate", {
-            "model": "llama3.2", "prompt": "hi there", "logprobs": True, "top_logprobs": 2})
+        gen = await _lines(
+            s,
+            fake_ollama.url + "/api/generate",
+            {"model": "llama3.2", "prompt": "hi there", "logprobs": True, "top_logprobs": 2},
+        )
     assert [m["name"] for m in tags["models"]][:2] == ["llama3.2:latest", "qwen3:8b"]
     assert show["model_info"]["qwen3.context_length"] == 40960
     assert show["capabilities"] == ["completion", "tools", "thinking"]
@@ -147,8 +210,9 @@ async def test_script_delay_is_per_line(fake_ollama: FakeOllama) -> None:
     assert loop.time() - start >= 0.1
 
 
-async def test_make_gateway_fixture_points_at_the_fake(make_gateway: Any,
-                                                       fake_ollama: FakeOllama) -> None:
+async def test_make_gateway_fixture_points_at_the_fake(
+    make_gateway: Any, fake_ollama: FakeOllama
+) -> None:
     from appkeys import REGISTRY
 
     client = await make_gateway("auth: keys\n", image_allow_private=True)

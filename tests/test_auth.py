@@ -33,8 +33,11 @@ async def login(client: TestClient, user: str = "admin", password: str = "admin"
 async def change_default(client: TestClient) -> str:
     """Sign in with admin/admin and change the password; returns the new CSRF token."""
     token = await login(client)
-    resp = await client.post("/admin/api/password", headers={"X-CSRF-Token": token},
-                             json={"current": "admin", "new": NEW_PW, "confirm": NEW_PW})
+    resp = await client.post(
+        "/admin/api/password",
+        headers={"X-CSRF-Token": token},
+        json={"current": "admin", "new": NEW_PW, "confirm": NEW_PW},
+    )
     body = await resp.json()
     assert resp.status == 200, body
     return str(body["csrf_token"])
@@ -83,17 +86,26 @@ async def test_forced_password_change(make_gateway: Any) -> None:
     resp = await client.get("/admin/api/keys", headers=basic("admin", "admin"))
     assert resp.status == 403
     # A too-short or mismatched new password is refused, naming the field.
-    resp = await client.post("/admin/api/password", headers={"X-CSRF-Token": token},
-                             json={"current": "admin", "new": "short", "confirm": "short"})
+    resp = await client.post(
+        "/admin/api/password",
+        headers={"X-CSRF-Token": token},
+        json={"current": "admin", "new": "short", "confirm": "short"},
+    )
     assert resp.status == 400
     assert (await resp.json())["error"]["field"] == "new"
-    resp = await client.post("/admin/api/password", headers={"X-CSRF-Token": token},
-                             json={"current": "admin", "new": NEW_PW, "confirm": NEW_PW + "x"})
+    resp = await client.post(
+        "/admin/api/password",
+        headers={"X-CSRF-Token": token},
+        json={"current": "admin", "new": NEW_PW, "confirm": NEW_PW + "x"},
+    )
     assert (await resp.json())["error"]["fields"] == {"confirm": "The two new passwords differ."}
     assert client.app[REGISTRY].admin_password_hash is None
     # The real change.
-    resp = await client.post("/admin/api/password", headers={"X-CSRF-Token": token},
-                             json={"current": "admin", "new": NEW_PW, "confirm": NEW_PW})
+    resp = await client.post(
+        "/admin/api/password",
+        headers={"X-CSRF-Token": token},
+        json={"current": "admin", "new": NEW_PW, "confirm": NEW_PW},
+    )
     assert resp.status == 200
     stored = client.app[REGISTRY].admin_password_hash
     assert stored is not None and stored.startswith("scrypt$") and NEW_PW not in stored
@@ -104,8 +116,9 @@ async def test_forced_password_change(make_gateway: Any) -> None:
     assert (await client.get("/admin/api/keys", headers=basic("admin", NEW_PW))).status == 200
 
 
-async def test_password_change_persists_and_ends_other_sessions(make_gateway: Any,
-                                                                aiohttp_client: Any) -> None:
+async def test_password_change_persists_and_ends_other_sessions(
+    make_gateway: Any, aiohttp_client: Any
+) -> None:
     client = await make_gateway()
     other = await aiohttp_client(client.server)  # a second browser
     await login(other)
@@ -120,8 +133,9 @@ async def test_csrf_refused_and_nothing_changes(make_gateway: Any) -> None:
     client = await make_gateway()
     token = await change_default(client)
     for headers in ({}, {"X-CSRF-Token": "wrong"}):
-        resp = await client.post("/admin/api/keys", headers=headers,
-                                 json={"name": "evil", "models": ["*"]})
+        resp = await client.post(
+            "/admin/api/keys", headers=headers, json={"name": "evil", "models": ["*"]}
+        )
         assert resp.status == 403
         assert (await resp.json())["error"]["field"] == "csrf_token"
     # A form post without the token is refused too.
@@ -129,18 +143,21 @@ async def test_csrf_refused_and_nothing_changes(make_gateway: Any) -> None:
     assert resp.status == 403
     assert client.app[REGISTRY].keys == {}
     # The password endpoint needs it as well.
-    resp = await client.post("/admin/api/password", json={"current": NEW_PW, "new": "x" * 12,
-                                                          "confirm": "x" * 12})
+    resp = await client.post(
+        "/admin/api/password", json={"current": NEW_PW, "new": "x" * 12, "confirm": "x" * 12}
+    )
     assert resp.status == 403
-    resp = await client.post("/admin/api/keys", headers={"X-CSRF-Token": token},
-                             json={"name": "good", "models": ["*"]})
+    resp = await client.post(
+        "/admin/api/keys", headers={"X-CSRF-Token": token}, json={"name": "good", "models": ["*"]}
+    )
     assert resp.status == 201, await resp.text()
 
 
 async def test_login_form_post_needs_csrf(make_gateway: Any) -> None:
     client = await make_gateway()
-    resp = await client.post("/admin/login", data={"username": "admin", "password": "admin"},
-                             allow_redirects=False)
+    resp = await client.post(
+        "/admin/login", data={"username": "admin", "password": "admin"}, allow_redirects=False
+    )
     assert resp.status == 403
 
 
@@ -167,8 +184,9 @@ async def test_login_throttled_per_user_and_ip(make_gateway: Any) -> None:
     resp = await client.post("/admin/api/login", json={"username": "root", "password": "x"})
     assert resp.status == 429
     client.app[ADMIN][AUTH].throttle.success(["ip:127.0.0.1", "user:admin"])
-    assert (await client.post("/admin/api/login",
-                              json={"username": "admin", "password": "admin"})).status == 200
+    assert (
+        await client.post("/admin/api/login", json={"username": "admin", "password": "admin"})
+    ).status == 200
 
 
 def test_throttle_backoff_grows() -> None:
@@ -187,8 +205,9 @@ def test_throttle_backoff_grows() -> None:
 async def test_http_basic_needs_no_csrf(make_gateway: Any) -> None:
     client = await make_gateway()
     await change_default(client)
-    resp = await client.post("/admin/api/keys", headers=basic("admin", NEW_PW),
-                             json={"name": "script", "models": ["*"]})
+    resp = await client.post(
+        "/admin/api/keys", headers=basic("admin", NEW_PW), json={"name": "script", "models": ["*"]}
+    )
     assert resp.status == 201
     resp = await client.get("/admin/api/keys", headers=basic("admin", "wrong"))
     assert resp.status == 401
@@ -208,20 +227,27 @@ async def test_cookie_flags_and_secret_file(make_gateway: Any, tmp_path: Any) ->
 
 async def test_cookie_secure_behind_trusted_proxy(make_gateway: Any) -> None:
     client = await make_gateway(trust_proxy=True)
-    resp = await client.post("/admin/api/login", headers={"X-Forwarded-Proto": "https"},
-                             json={"username": "admin", "password": "admin"})
+    resp = await client.post(
+        "/admin/api/login",
+        headers={"X-Forwarded-Proto": "https"},
+        json={"username": "admin", "password": "admin"},
+    )
     assert "Secure" in resp.headers["Set-Cookie"]
     client2 = await make_gateway(trust_proxy=False)
-    resp = await client2.post("/admin/api/login", headers={"X-Forwarded-Proto": "https"},
-                              json={"username": "admin", "password": "admin"})
+    resp = await client2.post(
+        "/admin/api/login",
+        headers={"X-Forwarded-Proto": "https"},
+        json={"username": "admin", "password": "admin"},
+    )
     assert "Secure" not in resp.headers["Set-Cookie"]
 
 
 async def test_configured_password(make_gateway: Any) -> None:
     client = await make_gateway(admin_password="from-the-env-123")
     assert not await auth.must_change_password(client.app)
-    assert (await client.get("/admin/api/keys",
-                             headers=basic("admin", "from-the-env-123"))).status == 200
+    assert (
+        await client.get("/admin/api/keys", headers=basic("admin", "from-the-env-123"))
+    ).status == 200
 
 
 async def test_session_idle_expiry(make_gateway: Any) -> None:
@@ -235,12 +261,16 @@ async def test_session_idle_expiry(make_gateway: Any) -> None:
 
 async def test_bad_login_bodies(make_gateway: Any) -> None:
     client = await make_gateway()
-    cases = [(b"{", "not valid JSON"), (b"[]", "must be a JSON object"),
-             (b'{"username": 1, "password": "x"}', "'username' must be a string"),
-             (b'{"username": "a", "password": "x", "x": 1}', "Unknown field 'x'")]
+    cases = [
+        (b"{", "not valid JSON"),
+        (b"[]", "must be a JSON object"),
+        (b'{"username": 1, "password": "x"}', "'username' must be a string"),
+        (b'{"username": "a", "password": "x", "x": 1}', "Unknown field 'x'"),
+    ]
     for raw, text in cases:
-        resp = await client.post("/admin/api/login", data=raw,
-                                 headers={"Content-Type": "application/json"})
+        resp = await client.post(
+            "/admin/api/login", data=raw, headers={"Content-Type": "application/json"}
+        )
         assert resp.status == 400
         assert text in (await resp.json())["error"]["message"]
 
@@ -248,15 +278,24 @@ async def test_bad_login_bodies(make_gateway: Any) -> None:
 async def test_login_throttled_per_user_across_ips(make_gateway: Any) -> None:
     client = await make_gateway(trust_proxy=True)
     for n in range(auth.FREE_ATTEMPTS):  # a distributed guess at the admin password
-        resp = await client.post("/admin/api/login", headers={"X-Forwarded-For": f"10.0.0.{n}"},
-                                 json={"username": "admin", "password": f"guess{n}"})
+        resp = await client.post(
+            "/admin/api/login",
+            headers={"X-Forwarded-For": f"10.0.0.{n}"},
+            json={"username": "admin", "password": f"guess{n}"},
+        )
         assert resp.status == 401
-    resp = await client.post("/admin/api/login", headers={"X-Forwarded-For": "10.9.9.9"},
-                             json={"username": "admin", "password": "admin"})
+    resp = await client.post(
+        "/admin/api/login",
+        headers={"X-Forwarded-For": "10.9.9.9"},
+        json={"username": "admin", "password": "admin"},
+    )
     assert resp.status == 429
     # Another user from a fresh address is not affected.
-    resp = await client.post("/admin/api/login", headers={"X-Forwarded-For": "10.8.8.8"},
-                             json={"username": "someone", "password": "x"})
+    resp = await client.post(
+        "/admin/api/login",
+        headers={"X-Forwarded-For": "10.8.8.8"},
+        json={"username": "someone", "password": "x"},
+    )
     assert resp.status == 401
 
 
@@ -283,8 +322,11 @@ async def test_stranger_failures_delay_the_admin_only_briefly(make_gateway: Any)
     throttle = client.app[ADMIN][AUTH].throttle
     for n in range(30):
         throttle.fail([f"ip:10.0.0.{n}", "user:admin"], 0.0)  # long ago: delays have passed
-    resp = await client.post("/admin/api/login", headers={"X-Forwarded-For": "10.9.9.9"},
-                             json={"username": "admin", "password": "admin"})
+    resp = await client.post(
+        "/admin/api/login",
+        headers={"X-Forwarded-For": "10.9.9.9"},
+        json={"username": "admin", "password": "admin"},
+    )
     assert resp.status == 200
     # The success forgot the user name's and that address's counters, not the attackers'.
     assert throttle.wait(["ip:10.9.9.9", "user:admin"], 1.0) == 0
@@ -300,8 +342,11 @@ async def test_admin_api_changes_need_json_or_no_body(make_gateway: Any) -> None
     assert resp.status == 201
     key = await resp.json()
     for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
-        resp = await client.post(f"/admin/api/keys/{key['id']}/rotate", data=b"",
-                                 headers={**creds, "Content-Type": ctype})
+        resp = await client.post(
+            f"/admin/api/keys/{key['id']}/rotate",
+            data=b"",
+            headers={**creds, "Content-Type": ctype},
+        )
         assert resp.status == 415, ctype
         assert "application/json" in (await resp.json())["error"]["message"]
     resp = await client.post(f"/admin/api/keys/{key['id']}/rotate", headers=creds)

@@ -31,20 +31,47 @@ def texts(root: ET.Element) -> list[str]:
     return [t.text or "" for t in find(root, "text")]
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (0, 1.0), (-3, 1.0), (float("nan"), 1.0), (1, 1.0), (1.5, 2.0), (2.2, 2.5), (3, 5.0),
-    (7, 10.0), (10, 10.0), (11, 20.0), (240, 250.0), (999, 1000.0), (0.03, 0.05),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, 1.0),
+        (-3, 1.0),
+        (float("nan"), 1.0),
+        (1, 1.0),
+        (1.5, 2.0),
+        (2.2, 2.5),
+        (3, 5.0),
+        (7, 10.0),
+        (10, 10.0),
+        (11, 20.0),
+        (240, 250.0),
+        (999, 1000.0),
+        (0.03, 0.05),
+    ],
+)
 def test_nice_max(value: float, expected: float) -> None:
     assert charts.nice_max(value) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(("value", "unit", "expected"), [
-    (0, "", "0"), (950, "", "950"), (1234, "", "1.2k"), (1000, "", "1k"),
-    (2_500_000, "", "2.5M"), (3e9, "", "3G"), (2.5, "", "2.5"), (12.34, "", "12.3"),
-    (0.126, "", "0.13"), (250, "ms", "250 ms"), (1500, "ms", "1.5 s"), (12.5, "%", "12%"),
-    (2.5, "%", "2.5%"), (0, "%", "0%"),
-])
+@pytest.mark.parametrize(
+    ("value", "unit", "expected"),
+    [
+        (0, "", "0"),
+        (950, "", "950"),
+        (1234, "", "1.2k"),
+        (1000, "", "1k"),
+        (2_500_000, "", "2.5M"),
+        (3e9, "", "3G"),
+        (2.5, "", "2.5"),
+        (12.34, "", "12.3"),
+        (0.126, "", "0.13"),
+        (250, "ms", "250 ms"),
+        (1500, "ms", "1.5 s"),
+        (12.5, "%", "12%"),
+        (2.5, "%", "2.5%"),
+        (0, "%", "0%"),
+    ],
+)
 def test_fmt_value(value: float, unit: str, expected: str) -> None:
     assert charts.fmt_value(value, unit) == expected
 
@@ -58,8 +85,12 @@ def test_bar_chart_is_proportional_with_time_labels_and_tooltips() -> None:
     assert len(bars) == 4 and heights[2] == 0
     assert heights[1] == pytest.approx(2 * heights[0], rel=0.02)
     assert heights[3] == pytest.approx(4 * heights[0], rel=0.02)
-    assert [b.find(f"{SVG}title").text for b in bars] == \
-        ["09-22: 10", "09-23: 20", "09-24: 0", "09-25: 40"]
+    assert [b.find(f"{SVG}title").text for b in bars] == [
+        "09-22: 10",
+        "09-23: 20",
+        "09-24: 0",
+        "09-25: 40",
+    ]
     labels = texts(root)
     assert "50" in labels and "09-22" in labels and "09-25" in labels  # axis top, dates
 
@@ -77,9 +108,15 @@ def test_bar_chart_empty(items: list[tuple[str, float | None]]) -> None:
 
 def test_line_chart_series_gaps_legend_and_markers() -> None:
     times = [T0 + i * 3600 for i in range(6)]
-    root = parse(charts.line_chart(times, [("p50", [1, 2, None, 4, 5, 6]),
-                                           ("p95", [2, 4, 6, 8, 10, 12])],
-                                   title="Latency", unit="ms", step=3600))
+    root = parse(
+        charts.line_chart(
+            times,
+            [("p50", [1, 2, None, 4, 5, 6]), ("p95", [2, 4, 6, 8, 10, 12])],
+            title="Latency",
+            unit="ms",
+            step=3600,
+        )
+    )
     lines = find(root, "polyline")
     assert len(lines) == 3  # p50 split in two by the gap, p95 whole
     assert [len(p.get("points").split()) for p in lines] == [2, 3, 6]
@@ -106,10 +143,12 @@ def test_line_chart_empty() -> None:
 
 def test_labels_are_escaped() -> None:
     evil = '<script>alert("x")</script>&'
-    for svg in (charts.hbar_chart([(evil, 3)], title=evil),
-                charts.bar_chart([(evil, 3)], title=evil),
-                charts.line_chart([T0], [(evil, [1.0])], title=evil),
-                charts.sparkline([1, 2], title=evil)):
+    for svg in (
+        charts.hbar_chart([(evil, 3)], title=evil),
+        charts.bar_chart([(evil, 3)], title=evil),
+        charts.line_chart([T0], [(evil, [1.0])], title=evil),
+        charts.sparkline([1, 2], title=evil),
+    ):
         root = parse(svg)
         assert root.get("aria-label") == evil
         assert "<script>" not in svg
@@ -119,8 +158,7 @@ def test_hbar_chart_ranks_and_truncates() -> None:
     long_name = "a-really-long-model-name-that-goes-on:latest-and-on-and-on"
     root = parse(charts.hbar_chart([("alice", 30), (long_name, 10)], title="Top keys"))
     bars = find(root, "rect")
-    assert float(bars[0].get("width")) == pytest.approx(3 * float(bars[1].get("width")),
-                                                        rel=0.02)
+    assert float(bars[0].get("width")) == pytest.approx(3 * float(bars[1].get("width")), rel=0.02)
     assert bars[1].find(f"{SVG}title").text == f"{long_name}: 10"
     shown = texts(root)
     assert "alice" in shown and any(t.endswith("…") and len(t) < len(long_name) for t in shown)

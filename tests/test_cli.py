@@ -33,8 +33,23 @@ def cli(config: Config, *args: str) -> int:
 
 def test_keys_create_list_revoke(tmp_path: Path, capsys: Any) -> None:
     config = Config(data_dir=str(tmp_path))
-    assert cli(config, "keys", "create", "laptop", "--models", "llama3.2, qwen3*", "--rpm", "10",
-               "--expires-at", "2099-01-01", "--notes", "mine") == 0
+    assert (
+        cli(
+            config,
+            "keys",
+            "create",
+            "laptop",
+            "--models",
+            "llama3.2, qwen3*",
+            "--rpm",
+            "10",
+            "--expires-at",
+            "2099-01-01",
+            "--notes",
+            "mine",
+        )
+        == 0
+    )
     out = capsys.readouterr().out.strip().splitlines()
     secret = out[-1]
     assert secret.startswith("sk-") and len(secret) >= 35
@@ -54,13 +69,16 @@ def test_keys_create_list_revoke(tmp_path: Path, capsys: Any) -> None:
     assert "No keys." in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("args", "text"), [
-    (["--models", "*", "--rpm", "0"], "--rpm"),
-    (["--models", "*", "--tpm", "lots"], "--tpm"),
-    (["--models", "*", "--max-concurrency", "-1"], "--max-concurrency"),
-    (["--models", "*", "--expires-at", "soon"], "--expires-at"),
-    (["--models", " , "], "--models"),
-])
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--models", "*", "--rpm", "0"], "--rpm"),
+        (["--models", "*", "--tpm", "lots"], "--tpm"),
+        (["--models", "*", "--max-concurrency", "-1"], "--max-concurrency"),
+        (["--models", "*", "--expires-at", "soon"], "--expires-at"),
+        (["--models", " , "], "--models"),
+    ],
+)
 def test_create_bad_options(tmp_path: Path, capsys: Any, args: list[str], text: str) -> None:
     config = Config(data_dir=str(tmp_path))
     assert cli(config, "keys", "create", "x", *args) == 2
@@ -101,6 +119,7 @@ def test_set_password_stdin(tmp_path: Path, capsys: Any, monkeypatch: Any) -> No
 
 def test_set_password_prompts_twice(tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
     import getpass
+
     config = Config(data_dir=str(tmp_path))
     answers = iter(["first password", "other password"])
     monkeypatch.setattr(getpass, "getpass", lambda prompt="": next(answers))
@@ -113,9 +132,23 @@ def test_set_password_prompts_twice(tmp_path: Path, capsys: Any, monkeypatch: An
 def test_gateway_entry_point_dispatches_to_cli(tmp_path: Path) -> None:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(f"data_dir: {tmp_path / 'data'}\n")
-    run = subprocess.run([sys.executable, "gateway.py", "--config", str(cfg), "keys", "create",
-                          "ci", "--models", "*"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "gateway.py",
+            "--config",
+            str(cfg),
+            "keys",
+            "create",
+            "ci",
+            "--models",
+            "*",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     secret = run.stdout.strip().splitlines()[-1]
     assert secret.startswith("sk-")
@@ -128,8 +161,9 @@ async def test_cli_and_in_process_server_write_at_once(make_gateway: Any) -> Non
     registry = client.app[REGISTRY]
     registry.poll_interval = 0.05
     config = Config(data_dir=registry.config.data_dir)
-    api_key = await (await client.post("/admin/api/keys", headers=ADMIN,
-                                       json={"name": "used", "models": ["*"]})).json()
+    api_key = await (
+        await client.post("/admin/api/keys", headers=ADMIN, json={"name": "used", "models": ["*"]})
+    ).json()
     used = registry.authenticate(api_key["key"])
 
     def cli_many() -> None:
@@ -139,8 +173,9 @@ async def test_cli_and_in_process_server_write_at_once(make_gateway: Any) -> Non
     async def api_many() -> list[str]:
         ids = []
         for i in range(15):
-            resp = await client.post("/admin/api/keys", headers=ADMIN,
-                                     json={"name": f"api{i}", "models": ["*"]})
+            resp = await client.post(
+                "/admin/api/keys", headers=ADMIN, json={"name": f"api{i}", "models": ["*"]}
+            )
             assert resp.status == 201
             ids.append((await resp.json())["id"])
             registry.touch(used)
@@ -173,14 +208,20 @@ async def _edit_together(gw: GatewayProcess) -> None:
     cfg = ["--config", str(gw.config)]
 
     def run_cli_process(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "gateway.py", *cfg, *args], cwd=ROOT,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "gateway.py", *cfg, *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     async def api_creates(session: aiohttp.ClientSession) -> list[dict[str, Any]]:
         out = []
         for i in range(20):
-            async with session.post(gw.url + "/admin/api/keys",
-                                    json={"name": f"api{i}", "models": ["*"]}) as r:
+            async with session.post(
+                gw.url + "/admin/api/keys", json={"name": f"api{i}", "models": ["*"]}
+            ) as r:
                 assert r.status == 201
                 out.append(await r.json())
         return out
@@ -194,12 +235,14 @@ async def _edit_together(gw: GatewayProcess) -> None:
         return secrets
 
     async with aiohttp.ClientSession(headers=ADMIN) as session:
-        api_keys, cli_secrets = await asyncio.gather(api_creates(session),
-                                                     asyncio.to_thread(cli_creates))
+        api_keys, cli_secrets = await asyncio.gather(
+            api_creates(session), asyncio.to_thread(cli_creates)
+        )
         # A key made by the CLI works on the running server (it reloads within ~1 s).
         for _ in range(50):
-            async with session.get(gw.url + "/v1/models",
-                                   headers=auth_headers(cli_secrets[0])) as r:
+            async with session.get(
+                gw.url + "/v1/models", headers=auth_headers(cli_secrets[0])
+            ) as r:
                 if r.status == 200:
                     models = await r.json()
                     break
@@ -210,21 +253,20 @@ async def _edit_together(gw: GatewayProcess) -> None:
         run = run_cli_process("keys", "revoke", victim["id"])
         assert run.returncode == 0, run.stderr
         for _ in range(50):
-            async with session.get(gw.url + "/v1/models",
-                                   headers=auth_headers(victim["key"])) as r:
+            async with session.get(gw.url + "/v1/models", headers=auth_headers(victim["key"])) as r:
                 if r.status == 401:
                     break
             await asyncio.sleep(0.1)
         assert r.status == 401
         # One more API write after the CLI's: it must not resurrect the revoked key.
-        async with session.post(gw.url + "/admin/api/keys",
-                                json={"name": "last", "models": ["*"]}) as r:
+        async with session.post(
+            gw.url + "/admin/api/keys", json={"name": "last", "models": ["*"]}
+        ) as r:
             assert r.status == 201
     assert gw.stop() == 0
     doc, _ = StateFile(gw.data).read()
     names = {k["name"] for k in doc["keys"]}
-    expected = {f"api{i}" for i in range(20)} - {"api3"} | {f"cli{i}" for i in range(5)} | \
-        {"last"}
+    expected = {f"api{i}" for i in range(20)} - {"api3"} | {f"cli{i}" for i in range(5)} | {"last"}
     assert names == expected
     listing = run_cli_process("keys", "list")
     assert all(n in listing.stdout for n in ("cli4", "api19", "last"))

@@ -21,8 +21,12 @@ from state.config import SETTINGS, SETTINGS_BY_NAME, parse_config
 ROOT = Path(__file__).resolve().parent.parent
 ENV_NAMES = {s.env: s for s in SETTINGS if s.env}
 # Variables that configure the Python runtime or pip, not the gateway.
-RUNTIME_ENV = {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR",
-               "PIP_DISABLE_PIP_VERSION_CHECK"}
+RUNTIME_ENV = {
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONUNBUFFERED",
+    "PIP_NO_CACHE_DIR",
+    "PIP_DISABLE_PIP_VERSION_CHECK",
+}
 FIRST_PARTY = {"api", "state", "web", "appkeys", "gateway", "cli", "logs"}
 
 
@@ -83,8 +87,9 @@ def requirement_closure(path: Path) -> set[str]:
         seen.add(name)
         for dep in metadata.requires(req.name) or []:
             sub = Requirement(dep)
-            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in
-                                         (req.extras or {""})):
+            if sub.marker is None or any(
+                sub.marker.evaluate({"extra": e}) for e in (req.extras or {""})
+            ):
                 todo.append(sub)
     return seen
 
@@ -123,11 +128,15 @@ def test_dockerfile_base_user_and_command(dockerfile: list[tuple[str, str]]) -> 
 
 
 def test_dockerfile_installs_requirements_in_a_cached_layer(
-        dockerfile: list[tuple[str, str]]) -> None:
+    dockerfile: list[tuple[str, str]],
+) -> None:
     copies = [(i, args) for i, (ins, args) in enumerate(dockerfile) if ins == "COPY"]
     req_copy = next(i for i, args in copies if args.split()[0] == "requirements.txt")
-    install = next(i for i, (ins, args) in enumerate(dockerfile)
-                   if ins == "RUN" and "pip install" in args and "-r requirements.txt" in args)
+    install = next(
+        i
+        for i, (ins, args) in enumerate(dockerfile)
+        if ins == "RUN" and "pip install" in args and "-r requirements.txt" in args
+    )
     code_copy = next(i for i, args in copies if args.split()[0] == ".")
     # requirements.txt alone, then install, then the code: code edits keep the deps layer.
     assert req_copy < install < code_copy
@@ -138,8 +147,12 @@ def test_dockerfile_installs_requirements_in_a_cached_layer(
 def test_requirements_cover_every_runtime_import() -> None:
     installed = requirement_closure(ROOT / "requirements.txt")
     providers = metadata.packages_distributions()
-    files = [ROOT / "gateway.py", ROOT / "logs.py", ROOT / "appkeys.py",
-             *[p for pkg in ("api", "state", "web") for p in (ROOT / pkg).rglob("*.py")]]
+    files = [
+        ROOT / "gateway.py",
+        ROOT / "logs.py",
+        ROOT / "appkeys.py",
+        *[p for pkg in ("api", "state", "web") for p in (ROOT / pkg).rglob("*.py")],
+    ]
     if (ROOT / "cli.py").exists():
         files.append(ROOT / "cli.py")
     missing = set()
@@ -161,17 +174,29 @@ def test_requirements_cover_every_runtime_import() -> None:
 
 
 def test_dockerignore_keeps_the_app_in_the_image() -> None:
-    ignored = {ln.strip().rstrip("/") for ln in (ROOT / ".dockerignore").read_text().splitlines()
-               if ln.strip() and not ln.startswith("#")}
-    for needed in ("gateway.py", "logs.py", "appkeys.py", "api", "state", "web", "config.yaml",
-                   "requirements.txt"):
+    ignored = {
+        ln.strip().rstrip("/")
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    }
+    for needed in (
+        "gateway.py",
+        "logs.py",
+        "appkeys.py",
+        "api",
+        "state",
+        "web",
+        "config.yaml",
+        "requirements.txt",
+    ):
         assert needed not in ignored
     for secret in (".env", "data", ".git"):
         assert secret in ignored
 
 
 def test_dockerfile_env_port_and_volume_agree_with_settings(
-        dockerfile: list[tuple[str, str]]) -> None:
+    dockerfile: list[tuple[str, str]],
+) -> None:
     env: dict[str, str] = {}
     for args in _all(dockerfile, "ENV"):
         env.update(parse_env_args(args))
@@ -186,8 +211,9 @@ def test_dockerfile_env_port_and_volume_agree_with_settings(
     assert "OLLAMA_URL" not in env
 
 
-async def test_healthcheck_probes_a_real_route(dockerfile: list[tuple[str, str]],
-                                               aiohttp_client: Any, tmp_path: Path) -> None:
+async def test_healthcheck_probes_a_real_route(
+    dockerfile: list[tuple[str, str]], aiohttp_client: Any, tmp_path: Path
+) -> None:
     (check,) = _all(dockerfile, "HEALTHCHECK")
     assert "--interval=" in check and "--timeout=" in check
     command = check.split(" CMD ", 1)[1]
@@ -203,8 +229,9 @@ async def test_healthcheck_probes_a_real_route(dockerfile: list[tuple[str, str]]
     ok = await asyncio.create_subprocess_exec(sys.executable, "-c", match.group(1), env=env)
     assert await asyncio.wait_for(ok.wait(), 30) == 0
     await client.close()
-    down = await asyncio.create_subprocess_exec(sys.executable, "-c", match.group(1), env=env,
-                                                stderr=asyncio.subprocess.DEVNULL)
+    down = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", match.group(1), env=env, stderr=asyncio.subprocess.DEVNULL
+    )
     assert await asyncio.wait_for(down.wait(), 30) != 0
 
 
@@ -215,13 +242,21 @@ def _check_gateway_service(service: dict[str, Any]) -> dict[str, str]:
     assert isinstance(raw_env, dict)
     for name in raw_env:
         assert name in ENV_NAMES, f"environment {name} is not a setting's env var"
-    for name in ("PORT", "OLLAMA_URL", "DATA_DIR", "SESSION_SECRET", "ADMIN_PASSWORD",
-                 "LOG_FORMAT", "LOG_LEVEL"):
+    for name in (
+        "PORT",
+        "OLLAMA_URL",
+        "DATA_DIR",
+        "SESSION_SECRET",
+        "ADMIN_PASSWORD",
+        "LOG_FORMAT",
+        "LOG_LEVEL",
+    ):
         assert name in raw_env
     env = {k: interpolate(str(v)) for k, v in raw_env.items()}
     config = parse_config("", env=env)
-    assert service["ports"] == [f"{config.port}:{config.port}"] or \
-        [interpolate(p) for p in service["ports"]] == [f"{config.port}:{config.port}"]
+    assert service["ports"] == [f"{config.port}:{config.port}"] or [
+        interpolate(p) for p in service["ports"]
+    ] == [f"{config.port}:{config.port}"]
     (volume,) = service["volumes"]
     named, target = volume.split(":")
     assert target == config.data_dir == "/data"
@@ -257,7 +292,7 @@ def test_compose_gpu_block_is_present_and_valid_when_uncommented() -> None:
         if not ln.strip().startswith("#"):
             break
         block.append(ln.replace("# ", "", 1))
-    enabled = "\n".join(lines[:start] + block + lines[start + len(block):])
+    enabled = "\n".join(lines[:start] + block + lines[start + len(block) :])
     gpu = yaml.safe_load(enabled)["services"]["ollama"]["deploy"]
     (device,) = gpu["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
@@ -279,8 +314,14 @@ def test_env_example_names_real_settings() -> None:
         if line.strip() and not line.startswith("#"):
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip()
-    assert {"PORT", "OLLAMA_URL", "SESSION_SECRET", "ADMIN_PASSWORD", "LOG_FORMAT",
-            "LOG_LEVEL"} <= set(values)
+    assert {
+        "PORT",
+        "OLLAMA_URL",
+        "SESSION_SECRET",
+        "ADMIN_PASSWORD",
+        "LOG_FORMAT",
+        "LOG_LEVEL",
+    } <= set(values)
     for key in values:
         assert key in ENV_NAMES, f".env.example: {key} is not a setting's env var"
     config = parse_config("", env=values)
@@ -291,9 +332,13 @@ def test_env_example_names_real_settings() -> None:
 def test_docker_env_vars_are_in_the_readme_reference() -> None:
     readme = (ROOT / "README.md").read_text()
     reference = readme.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
-    documented = {cells[1].strip().strip("`"): cells[0].strip().strip("`")
-                  for cells in (ln.strip("|").split("|") for ln in reference.splitlines()
-                                if ln.startswith("| `")) if cells[1].strip()}
+    documented = {
+        cells[1].strip().strip("`"): cells[0].strip().strip("`")
+        for cells in (
+            ln.strip("|").split("|") for ln in reference.splitlines() if ln.startswith("| `")
+        )
+        if cells[1].strip()
+    }
     used: set[str] = set()
     for name in ("docker-compose.yml", "docker-compose.external.yml"):
         for service in _compose(name)["services"].values():

@@ -24,8 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 CONFIG_YAML = (ROOT / "config.yaml").read_text()
 RUN_COMMAND = "pip install -r requirements.txt && python gateway.py"
-SOURCES = [ROOT / "gateway.py", ROOT / "logs.py",
-           *[p for pkg in ("api", "state", "web") for p in sorted((ROOT / pkg).rglob("*.py"))]]
+SOURCES = [
+    ROOT / "gateway.py",
+    ROOT / "logs.py",
+    *[p for pkg in ("api", "state", "web") for p in sorted((ROOT / pkg).rglob("*.py"))],
+]
 
 
 def section(title: str) -> str:
@@ -101,8 +104,11 @@ def test_env_vars_named_in_the_docker_section_exist() -> None:
 
 
 def test_exactly_two_setup_commands_and_ci_runs_the_test_one() -> None:
-    ci_lines = [ln for ln in (ROOT / ".ci/run").read_text().splitlines()
-                if ln.strip() and not ln.startswith("#")]
+    ci_lines = [
+        ln
+        for ln in (ROOT / ".ci/run").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     test_command = ci_lines[-1].strip()
     assert "pytest" in test_command and "requirements-dev.txt" in test_command
     shell_lines = [ln.strip() for lang, body in code_blocks("sh") for ln in body.splitlines()]
@@ -120,13 +126,17 @@ def test_config_yaml_documents_every_setting_with_its_default() -> None:
     all_lines = CONFIG_YAML.splitlines()
     for setting in SETTINGS:
         # (the commented examples start right after a "# Example:" line)
-        lines = [ln for i, ln in enumerate(all_lines) if re.match(rf"^# {setting.name}:", ln)
-                 and all_lines[i - 1] != "# Example:"]
+        lines = [
+            ln
+            for i, ln in enumerate(all_lines)
+            if re.match(rf"^# {setting.name}:", ln) and all_lines[i - 1] != "# Example:"
+        ]
         assert len(lines) == 1, f"config.yaml: expected one '# {setting.name}:' line"
         # Uncommented alone, the line must give the built-in default.
         one = parse_config(lines[0][2:], env={})
-        assert getattr(one, setting.name) == (setting.default if setting.name != "models"
-                                              else {}), setting.name
+        assert getattr(one, setting.name) == (
+            setting.default if setting.name != "models" else {}
+        ), setting.name
         if setting.env:
             block = CONFIG_YAML.split(lines[0])[0].rsplit("\n\n", 1)[-1]
             assert f"env {setting.env}" in block, f"config.yaml: {setting.name} env not named"
@@ -136,10 +146,11 @@ def test_config_yaml_examples_are_valid() -> None:
     """The commented `defaults:` and `models:` examples parse when uncommented."""
     for key in ("defaults", "models"):
         lines = CONFIG_YAML.splitlines()
-        start = lines.index("# Example:", next(i for i, ln in enumerate(lines)
-                                                if ln.startswith(f"# {key}: ")))
+        start = lines.index(
+            "# Example:", next(i for i, ln in enumerate(lines) if ln.startswith(f"# {key}: "))
+        )
         block = []
-        for ln in lines[start + 1:]:
+        for ln in lines[start + 1 :]:
             if not ln.startswith("#") or ln == "#":
                 break
             block.append(ln[2:])
@@ -151,8 +162,9 @@ def test_config_yaml_examples_are_valid() -> None:
             assert qwen.reasoning_output == "inline"
 
 
-@pytest.mark.parametrize("body", [b for _, b in code_blocks("python")],
-                         ids=lambda b: b.splitlines()[0][:40])
+@pytest.mark.parametrize(
+    "body", [b for _, b in code_blocks("python")], ids=lambda b: b.splitlines()[0][:40]
+)
 def test_python_examples_compile(body: str) -> None:
     ast.parse(body)
 
@@ -182,8 +194,14 @@ def test_curl_payloads_are_json(payload: str) -> None:
 def test_every_example_language_is_present() -> None:
     """Chat, streaming, reasoning, tools, extra_body options and embeddings, three ways each."""
     api = section("API reference")
-    for title in ("Chat", "Streaming", "Reasoning", "Tools", "Ollama options (`extra_body`)",
-                  "Embeddings"):
+    for title in (
+        "Chat",
+        "Streaming",
+        "Reasoning",
+        "Tools",
+        "Ollama options (`extra_body`)",
+        "Embeddings",
+    ):
         match = re.search(rf"^### {re.escape(title)}\n(.*?)(?=^### |\Z)", api, re.M | re.S)
         assert match, title
         langs = re.findall(r"^```(\w+)", match.group(1), re.M)
@@ -197,9 +215,14 @@ def test_api_routes_in_the_readme_exist(tmp_path: Path) -> None:
     assert len(documented) >= 5
     for method, path in documented:
         canonical = re.sub(r"\{id\}", "{model}", path)
-        assert (method, path) in routes or (method, canonical) in routes or any(
-            m == method and re.sub(r"\{[^}]+\}", "{}", p) == re.sub(r"\{[^}]+\}", "{}", path)
-            for m, p in routes), f"{method} {path} is documented but not routed"
+        assert (
+            (method, path) in routes
+            or (method, canonical) in routes
+            or any(
+                m == method and re.sub(r"\{[^}]+\}", "{}", p) == re.sub(r"\{[^}]+\}", "{}", path)
+                for m, p in routes
+            )
+        ), f"{method} {path} is documented but not routed"
 
 
 def _source_text() -> str:
@@ -223,9 +246,15 @@ def test_troubleshooting_quotes_real_messages(message: str) -> None:
 
 def test_troubleshooting_covers_the_main_failures() -> None:
     messages = " ".join(troubleshooting_messages())
-    for needed in ("Cannot reach Ollama", "Missing API key", "Invalid API key",
-                   "does not exist or you do not have access", "not valid JSON",
-                   "unknown setting", "cannot listen"):
+    for needed in (
+        "Cannot reach Ollama",
+        "Missing API key",
+        "Invalid API key",
+        "does not exist or you do not have access",
+        "not valid JSON",
+        "unknown setting",
+        "cannot listen",
+    ):
         assert needed in messages, needed
 
 
@@ -256,7 +285,8 @@ def _api_block(title: str, lang: str) -> str:
 
 
 async def test_python_examples_run_against_the_gateway(
-        make_gateway: Any, fake_ollama: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_gateway: Any, fake_ollama: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.conftest import create_test_key
     from tests.fake_ollama import Script, text_script, tool_call
 
@@ -277,9 +307,20 @@ async def test_python_examples_run_against_the_gateway(
         await run("Reasoning")
         assert "Thinking about" in ns["message"].reasoning_content
         assert fake_ollama.last("/api/chat")["think"] == "high"
-        fake_ollama.push("chat", Script(lines=[{"message": {"content": "", "tool_calls": [
-            tool_call("get_weather", {"city": "Tokyo"})]}}]),
-            text_script("It is sunny in Tokyo."))
+        fake_ollama.push(
+            "chat",
+            Script(
+                lines=[
+                    {
+                        "message": {
+                            "content": "",
+                            "tool_calls": [tool_call("get_weather", {"city": "Tokyo"})],
+                        }
+                    }
+                ]
+            ),
+            text_script("It is sunny in Tokyo."),
+        )
         await run("Tools")
         assert ns["args"] == {"city": "Tokyo"}
         assert ns["final"].choices[0].message.content == "It is sunny in Tokyo."
@@ -327,15 +368,17 @@ async def test_curl_examples_succeed_against_the_gateway(make_gateway: Any) -> N
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed here")
-@pytest.mark.parametrize("body", [b for _, b in code_blocks("js")],
-                         ids=lambda b: b.splitlines()[0][:40])
+@pytest.mark.parametrize(
+    "body", [b for _, b in code_blocks("js")], ids=lambda b: b.splitlines()[0][:40]
+)
 def test_js_examples_parse(body: str, tmp_path: Path) -> None:
     # Syntax only (ES module, top-level await): the openai npm package is not a dependency.
     script = tmp_path / "example.mjs"
     prelude = "" if "new OpenAI" in body else "const client = {};\n"
     script.write_text(prelude + body)
-    out = subprocess.run(["node", "--check", str(script)], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        ["node", "--check", str(script)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
 
 
@@ -347,5 +390,6 @@ def test_request_limits_match_the_code() -> None:
     assert f"`n` at most {chat_request.MAX_N}," in text and completions.MAX_N == chat_request.MAX_N
     assert f"at most {chat_request.MAX_IMAGE_URLS} http(s) image URLs" in text
     assert f"up to {images.MAX_REDIRECTS} redirects" in text
-    assert (f"at most {completions.MAX_PROMPTS} prompts and {completions.MAX_GENERATIONS} "
-            "generations") in text
+    assert (
+        f"at most {completions.MAX_PROMPTS} prompts and {completions.MAX_GENERATIONS} generations"
+    ) in text

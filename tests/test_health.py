@@ -29,9 +29,15 @@ async def test_readyz_ready(make_gateway: Any, fake_ollama: FakeOllama) -> None:
     before = version_calls()
     resp = await client.get("/readyz")
     assert resp.status == 200
-    assert await resp.json() == {"status": "ready", "checks": {
-        "ollama": "ok", "ollama_version": fake_ollama.version, "state": "ok",
-        "usage_db": "ok"}}
+    assert await resp.json() == {
+        "status": "ready",
+        "checks": {
+            "ollama": "ok",
+            "ollama_version": fake_ollama.version,
+            "state": "ok",
+            "usage_db": "ok",
+        },
+    }
     await client.get("/readyz")
     assert version_calls() == before + 1  # the second readyz answered from its cache
 
@@ -45,8 +51,9 @@ async def test_readyz_ollama_unreachable(make_gateway: Any) -> None:
     assert body["checks"]["ollama"].startswith("Cannot reach Ollama at http://127.0.0.1:9")
 
 
-async def test_readyz_hanging_ollama_times_out_fast(make_gateway: Any, aiohttp_server: Any,
-                                                    monkeypatch: Any) -> None:
+async def test_readyz_hanging_ollama_times_out_fast(
+    make_gateway: Any, aiohttp_server: Any, monkeypatch: Any
+) -> None:
     async def hang(request: web.Request) -> web.Response:
         await asyncio.sleep(30)
         return web.Response()  # pragma: no cover - never reached
@@ -63,8 +70,9 @@ async def test_readyz_hanging_ollama_times_out_fast(make_gateway: Any, aiohttp_s
     assert resp.status == 503 and "did not answer in time" in body["checks"]["ollama"]
 
 
-async def test_readyz_reports_unavailable_usage_db_but_stays_ready(make_gateway: Any,
-                                                                   tmp_path: Any) -> None:
+async def test_readyz_reports_unavailable_usage_db_but_stays_ready(
+    make_gateway: Any, tmp_path: Any
+) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "usage.db").mkdir()  # usage cannot be stored; serving goes on
     client = await make_gateway()

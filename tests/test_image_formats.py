@@ -25,16 +25,19 @@ def encoded(fmt: str, size: tuple[int, int] = (3, 2), mode: str = "RGB") -> str:
 WAV = base64.b64encode(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(28)).decode()
 
 
-@pytest.mark.parametrize(("data", "convert"), [
-    (encoded("GIF"), True),
-    (encoded("BMP"), True),
-    (encoded("TIFF"), True),
-    (encoded("PNG"), False),
-    (encoded("JPEG"), False),
-    (encoded("WEBP"), False),
-    (WAV, False),  # input_audio bytes share the images list and must never be touched
-    ("!!not base64!!", False),
-])
+@pytest.mark.parametrize(
+    ("data", "convert"),
+    [
+        (encoded("GIF"), True),
+        (encoded("BMP"), True),
+        (encoded("TIFF"), True),
+        (encoded("PNG"), False),
+        (encoded("JPEG"), False),
+        (encoded("WEBP"), False),
+        (WAV, False),  # input_audio bytes share the images list and must never be touched
+        ("!!not base64!!", False),
+    ],
+)
 def test_needs_png(data: str, convert: bool) -> None:
     assert needs_png(data) is convert
 
@@ -53,25 +56,43 @@ def test_to_png_refuses_garbage_with_a_400() -> None:
     with pytest.raises(APIError) as info:
         to_png(broken)
     assert (info.value.status, info.value.param, info.value.code) == (
-        400, "messages", "invalid_image")
+        400,
+        "messages",
+        "invalid_image",
+    )
 
 
 async def test_convert_images_in_place_only_where_needed() -> None:
     gif, png = encoded("GIF"), encoded("PNG")
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "", "images": [gif, png, WAV]},
-                                      {"role": "user", "content": "no images"}]
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": "", "images": [gif, png, WAV]},
+        {"role": "user", "content": "no images"},
+    ]
     await convert_images(messages)
     first, second, third = messages[0]["images"]
     assert base64.b64decode(first).startswith(b"\x89PNG") and (second, third) == (png, WAV)
 
 
-async def test_gif_data_url_reaches_ollama_as_png(make_gateway: Any,
-                                                  fake_ollama: FakeOllama) -> None:
+async def test_gif_data_url_reaches_ollama_as_png(
+    make_gateway: Any, fake_ollama: FakeOllama
+) -> None:
     client = await make_gateway()
     secret = create_test_key(client.app)
-    body = {"model": "llava:7b", "messages": [{"role": "user", "content": [
-        {"type": "text", "text": "what is this?"},
-        {"type": "image_url", "image_url": {"url": "data:image/gif;base64," + encoded("GIF")}}]}]}
+    body = {
+        "model": "llava:7b",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/gif;base64," + encoded("GIF")},
+                    },
+                ],
+            }
+        ],
+    }
     resp = await client.post("/v1/chat/completions", json=body, headers=auth_headers(secret))
     assert resp.status == 200, await resp.text()
     [image] = fake_ollama.last("/api/chat")["messages"][0]["images"]
@@ -81,8 +102,20 @@ async def test_gif_data_url_reaches_ollama_as_png(make_gateway: Any,
 async def test_image_to_a_model_without_vision_is_a_400(make_gateway: Any) -> None:
     client = await make_gateway()
     secret = create_test_key(client.app)
-    body = {"model": "llama3.2", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + encoded("PNG")}}]}]}
+    body = {
+        "model": "llama3.2",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/png;base64," + encoded("PNG")},
+                    }
+                ],
+            }
+        ],
+    }
     resp = await client.post("/v1/chat/completions", json=body, headers=auth_headers(secret))
     error = (await resp.json())["error"]
     assert resp.status == 400 and error["param"] == "messages"

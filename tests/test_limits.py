@@ -25,10 +25,20 @@ def key(**limits: int) -> ApiKey:
     return ApiKey(id="k1", name="app", secret_hash="h", masked="sk-…", **limits)
 
 
-@pytest.mark.parametrize(("seconds", "text"), [
-    (0, "0s"), (-3, "0s"), (0.02, "20ms"), (0.0001, "1ms"), (1, "1s"), (7.2, "8s"),
-    (60, "1m0s"), (65, "1m5s"), (359.5, "6m0s"),
-])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (-3, "0s"),
+        (0.02, "20ms"),
+        (0.0001, "1ms"),
+        (1, "1s"),
+        (7.2, "8s"),
+        (60, "1m0s"),
+        (65, "1m5s"),
+        (359.5, "6m0s"),
+    ],
+)
 def test_duration_format(seconds: float, text: str) -> None:
     assert duration(seconds) == text
 

@@ -40,13 +40,19 @@ def value(samples: dict[str, Any], name: str, **labels: str) -> float | None:
     return samples.get(P + name, {}).get(frozenset(labels.items()))
 
 
-@pytest.mark.parametrize(("endpoint", "label"), [
-    ("/v1/chat/completions", "/v1/chat/completions"), ("/v1/embeddings", "/v1/embeddings"),
-    ("/v1/models/{id}", "/v1/models/{id}"), ("/v1/models/llama3", "/v1/models/{id}"),
-    ("/v1/whatever/the/client/typed", "other"), ("", "other"), ("chat.completions",
-                                                                "chat.completions"),
-    ("/v1/" + "x" * 500, "other"),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "label"),
+    [
+        ("/v1/chat/completions", "/v1/chat/completions"),
+        ("/v1/embeddings", "/v1/embeddings"),
+        ("/v1/models/{id}", "/v1/models/{id}"),
+        ("/v1/models/llama3", "/v1/models/{id}"),
+        ("/v1/whatever/the/client/typed", "other"),
+        ("", "other"),
+        ("chat.completions", "chat.completions"),
+        ("/v1/" + "x" * 500, "other"),
+    ],
+)
 def test_endpoint_labels_are_bounded(endpoint: str, label: str) -> None:
     assert endpoint_label(endpoint) == label
 
@@ -54,29 +60,52 @@ def test_endpoint_labels_are_bounded(endpoint: str, label: str) -> None:
 async def test_metrics_count_real_requests(make_gateway: Any, fake_ollama: FakeOllama) -> None:
     client = await make_gateway()
     secret = create_test_key(client.app, "alice")
-    fake_ollama.push("chat", text_script("Hi", metrics={"prompt_eval_count": 12,
-                                                        "eval_count": 4}))
+    fake_ollama.push("chat", text_script("Hi", metrics={"prompt_eval_count": 12, "eval_count": 4}))
     body = {"model": "llama3.2", "messages": [{"role": "user", "content": "x"}]}
-    assert (await client.post("/v1/chat/completions", json=body,
-                              headers=auth_headers(secret))).status == 200
+    assert (
+        await client.post("/v1/chat/completions", json=body, headers=auth_headers(secret))
+    ).status == 200
     assert (await client.post("/v1/chat/completions", json=body)).status == 401
-    assert (await client.post("/v1/chat/completions", json={**body, "model": "made-up-name"},
-                              headers=auth_headers(secret))).status == 404
+    assert (
+        await client.post(
+            "/v1/chat/completions",
+            json={**body, "model": "made-up-name"},
+            headers=auth_headers(secret),
+        )
+    ).status == 404
     s = await scrape(client)
     ok = {"key": "alice", "model": "llama3.2:latest", "endpoint": "/v1/chat/completions"}
     assert value(s, "requests_total", **ok, status="200") == 1
-    assert value(s, "requests_total", key="none", model="unknown",
-                 endpoint="/v1/chat/completions", status="401") == 1
+    assert (
+        value(
+            s,
+            "requests_total",
+            key="none",
+            model="unknown",
+            endpoint="/v1/chat/completions",
+            status="401",
+        )
+        == 1
+    )
     # A model the gateway never resolved is client text: it must not become a label.
-    assert value(s, "requests_total", key="alice", model="unknown",
-                 endpoint="/v1/chat/completions", status="404") == 1
+    assert (
+        value(
+            s,
+            "requests_total",
+            key="alice",
+            model="unknown",
+            endpoint="/v1/chat/completions",
+            status="404",
+        )
+        == 1
+    )
     assert all("made-up-name" not in dict(k).values() for k in s[P + "requests_total"])
     assert value(s, "tokens_total", key="alice", model="llama3.2:latest", type="prompt") == 12
-    assert value(s, "tokens_total", key="alice", model="llama3.2:latest",
-                 type="completion") == 4
+    assert value(s, "tokens_total", key="alice", model="llama3.2:latest", type="completion") == 4
     assert value(s, "request_duration_seconds_count", endpoint="/v1/chat/completions") == 3
-    assert value(s, "request_duration_seconds_bucket", endpoint="/v1/chat/completions",
-                 le="+Inf") == 3
+    assert (
+        value(s, "request_duration_seconds_bucket", endpoint="/v1/chat/completions", le="+Inf") == 3
+    )
     assert value(s, "requests_in_flight", endpoint="/v1/chat/completions") == 0
     assert value(s, "usage_recorder_errors_total") == 0
     assert value(s, "usage_db_available") == 1
@@ -86,11 +115,11 @@ async def test_streaming_ttft_and_in_flight(make_gateway: Any, fake_ollama: Fake
     client = await make_gateway()
     secret = create_test_key(client.app, "streamer")
     fake_ollama.push("chat", text_script("a ", "b ", "c", delay=0.3))
-    body = {"model": "llama3.2", "stream": True,
-            "messages": [{"role": "user", "content": "x"}]}
+    body = {"model": "llama3.2", "stream": True, "messages": [{"role": "user", "content": "x"}]}
     async with aiohttp.ClientSession() as session:
-        resp = await session.post(client.make_url("/v1/chat/completions"), json=body,
-                                  headers=auth_headers(secret))
+        resp = await session.post(
+            client.make_url("/v1/chat/completions"), json=body, headers=auth_headers(secret)
+        )
         await resp.content.readline()
         during = await scrape(client)
         await resp.read()
@@ -98,8 +127,7 @@ async def test_streaming_ttft_and_in_flight(make_gateway: Any, fake_ollama: Fake
     after = await scrape(client)
     assert value(during, "requests_in_flight", endpoint="/v1/chat/completions") == 1
     assert value(after, "requests_in_flight", endpoint="/v1/chat/completions") == 0
-    assert value(after, "time_to_first_token_seconds_count",
-                 endpoint="/v1/chat/completions") == 1
+    assert value(after, "time_to_first_token_seconds_count", endpoint="/v1/chat/completions") == 1
 
 
 async def test_upstream_gauges_from_api_ps(make_gateway: Any, fake_ollama: FakeOllama) -> None:
@@ -121,8 +149,12 @@ async def test_upstream_down(make_gateway: Any) -> None:
 
 async def test_metrics_token(make_gateway: Any) -> None:
     client = await make_gateway(metrics_token="scrape-me-123")
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"},
-                    {"Authorization": "scrape-me-123"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "scrape-me-123"},
+    ):
         resp = await client.get("/metrics", headers=headers)
         assert resp.status == 401, headers
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
@@ -146,8 +178,17 @@ async def test_recorder_errors_are_exported(make_gateway: Any) -> None:
     s = await scrape(client)
     assert value(s, "usage_recorder_errors_total") >= 1
     assert value(s, "usage_recorder_queue") == 300
-    assert value(s, "requests_total", key="none", model="unknown",
-                 endpoint="/v1/chat/completions", status="200") == 300
+    assert (
+        value(
+            s,
+            "requests_total",
+            key="none",
+            model="unknown",
+            endpoint="/v1/chat/completions",
+            status="200",
+        )
+        == 300
+    )
     conn.execute("PRAGMA max_page_count = 1073741823")
 
 

@@ -53,12 +53,18 @@ async def gw(make_gateway: Any, monkeypatch: pytest.MonkeyPatch) -> TestClient:
     return client
 
 
-async def send(client: TestClient, method: str, path: str, body: bytes | None = None,
-               headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
+async def send(
+    client: TestClient,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any, bytes]:
     """One request with a hang guard; returns (status, headers, raw body)."""
     async with asyncio.timeout(TIMEOUT):
-        resp = await client.request(method, path, data=body, headers=headers or {},
-                                    allow_redirects=False)
+        resp = await client.request(
+            method, path, data=body, headers=headers or {}, allow_redirects=False
+        )
         raw = await resp.read()
     return resp.status, resp.headers, raw
 
@@ -81,8 +87,7 @@ async def send_raw(client: TestClient, request: bytes) -> tuple[int, bytes]:
 
 def raw_get(path: str, *headers: bytes) -> bytes:
     """A raw GET request with extra header lines."""
-    lines = [f"GET {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Connection: close",
-             *headers]
+    lines = [f"GET {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Connection: close", *headers]
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
@@ -98,8 +103,9 @@ def check_no_secret(client: TestClient, raw: bytes, ctx: Any) -> None:
     assert b"Traceback" not in raw, ctx
 
 
-def check_v1(client: TestClient, status: int, raw: bytes, ctx: Any,
-             upstream_failed: bool = False) -> None:
+def check_v1(
+    client: TestClient, status: int, raw: bytes, ctx: Any, upstream_failed: bool = False
+) -> None:
     """No gateway 5xx; errors in OpenAI's shape with a code."""
     allowed_5xx = (502, 503, 504) if upstream_failed else ()
     assert status < 500 or status in allowed_5xx, (status, raw[:300], ctx)
@@ -115,7 +121,7 @@ def check_stream_end(raw: bytes, ctx: Any) -> None:
     last = raw.rstrip().rsplit(b"\n\n", 1)[-1]
     assert last.startswith(b"data: "), (raw[-300:], ctx)
     if last != b"data: [DONE]":
-        body = json.loads(last[len(b"data: "):])
+        body = json.loads(last[len(b"data: ") :])
         assert_openai_error(body, 502, body["error"]["code"])
         assert body["error"]["code"], (body, ctx)
 
@@ -187,26 +193,52 @@ BAD_BODIES: list[BodyCase] = [
     ("exponent-overflow", JSON_CT, lambda b: _with(b, "max_tokens", "1e400")),
     ("negative", JSON_CT, lambda b: _with(b, "max_tokens", "-5")),
     ("huge-number", JSON_CT, lambda b: _with(b, "seed", "1" + "0" * 40)),
-    ("unknown-fields", JSON_CT, lambda b: json.dumps(
-        {**b, "zzz": {"a": [1, {"b": None}]}, "__proto__": {"x": 1}, "": ""}).encode()),
+    (
+        "unknown-fields",
+        JSON_CT,
+        lambda b: json.dumps(
+            {**b, "zzz": {"a": [1, {"b": None}]}, "__proto__": {"x": 1}, "": ""}
+        ).encode(),
+    ),
     ("duplicate-keys", JSON_CT, lambda b: json.dumps(b).encode()[:-1] + b', "model": null}'),
     ("all-fields-null", JSON_CT, lambda b: json.dumps({k: None for k in b}).encode()),
-    ("nested-garbage", JSON_CT, lambda b: json.dumps(
-        {k: [{"x": [None, {"y": [True]}]}] for k in b}).encode()),
+    (
+        "nested-garbage",
+        JSON_CT,
+        lambda b: json.dumps({k: [{"x": [None, {"y": [True]}]}] for k in b}).encode(),
+    ),
     ("deep-array-field", JSON_CT, lambda b: _with(b, "stop", _deep(200))),
     ("too-large", JSON_CT, lambda b: json.dumps({**b, "pad": "x" * (MAX_BODY + 10)}).encode()),
     ("text-plain", "text/plain", lambda b: json.dumps(b).encode()),
     ("form", "application/x-www-form-urlencoded", lambda b: b"model=qwen3%3A8b&prompt=hi"),
     ("multipart-no-boundary", "multipart/form-data", lambda b: b"--x\r\n\r\nzz"),
-    ("json-latin1", "application/json; charset=latin-1",
-     lambda b: json.dumps({**b, "model": "\u00e9"}, ensure_ascii=False).encode("latin-1")),
+    (
+        "json-latin1",
+        "application/json; charset=latin-1",
+        lambda b: json.dumps({**b, "model": "\u00e9"}, ensure_ascii=False).encode("latin-1"),
+    ),
     ("octet-stream", "application/octet-stream", lambda b: os.urandom(64)),
 ]
 # Bodies that are not one JSON object: every JSON route must refuse them.
-NOT_AN_OBJECT = {"empty", "whitespace", "null", "true", "number", "string", "empty-array",
-                 "array-of-body", "truncated", "trailing-garbage", "single-quotes",
-                 "invalid-utf8", "invalid-utf8-in-string", "too-large", "multipart-no-boundary",
-                 "json-latin1", "octet-stream"}
+NOT_AN_OBJECT = {
+    "empty",
+    "whitespace",
+    "null",
+    "true",
+    "number",
+    "string",
+    "empty-array",
+    "array-of-body",
+    "truncated",
+    "trailing-garbage",
+    "single-quotes",
+    "invalid-utf8",
+    "invalid-utf8-in-string",
+    "too-large",
+    "multipart-no-boundary",
+    "json-latin1",
+    "octet-stream",
+}
 # Bodies that json.loads refuses with something other than JSONDecodeError.
 DEEP = "deep-nesting"
 HUGE_INT = "huge-int-literal"
@@ -222,8 +254,9 @@ def _body_params(cases: list[BodyCase]) -> list[Any]:
 
 # -- /v1 ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("name", "ctype", "build"), _body_params(BAD_BODIES))
-async def test_v1_bad_bodies(gw: TestClient, name: str, ctype: str | None,
-                             build: Callable[[dict[str, Any]], bytes]) -> None:
+async def test_v1_bad_bodies(
+    gw: TestClient, name: str, ctype: str | None, build: Callable[[dict[str, Any]], bytes]
+) -> None:
     for path, base in V1_BASE.items():
         headers = auth_headers(gw.secret)  # type: ignore[attr-defined]
         if ctype:
@@ -238,8 +271,9 @@ async def test_v1_bad_bodies(gw: TestClient, name: str, ctype: str | None,
 
 
 @pytest.mark.parametrize(("name", "ctype", "build"), _body_params(DEEP_AND_HUGE))
-async def test_v1_deep_and_huge_json(gw: TestClient, name: str, ctype: str,
-                                     build: Callable[[dict[str, Any]], bytes]) -> None:
+async def test_v1_deep_and_huge_json(
+    gw: TestClient, name: str, ctype: str, build: Callable[[dict[str, Any]], bytes]
+) -> None:
     """/v1 refuses JSON nested too deeply or with an over-long integer: 400 invalid_json."""
     for path, base in V1_BASE.items():
         headers = {**auth_headers(gw.secret), "Content-Type": ctype}  # type: ignore[attr-defined]
@@ -248,8 +282,7 @@ async def test_v1_deep_and_huge_json(gw: TestClient, name: str, ctype: str,
         assert status == 400 and json.loads(raw)["error"]["code"] == "invalid_json"
 
 
-V1_ROUTES = [("POST", p) for p in V1_BASE] + [("GET", "/v1/models"),
-                                               ("GET", "/v1/models/qwen3:8b")]
+V1_ROUTES = [("POST", p) for p in V1_BASE] + [("GET", "/v1/models"), ("GET", "/v1/models/qwen3:8b")]
 # (An unknown method token or a control character in a header is refused by aiohttp's HTTP
 # parser with a plain-text 400 before the app runs; that layer is not the gateway's.)
 WRONG_METHODS = ["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
@@ -262,16 +295,34 @@ async def test_v1_methods_paths_and_ids(gw: TestClient) -> None:
             status, _, raw = await send(gw, wrong, path, b"{}", h)
             check_v1(gw, status, raw, (wrong, path))
             assert status in (404, 405), (wrong, path, status)
-    odd_ids = ["", "%00", "%ff%fe", "..%2f..%2fapi%2ftags", "a" * 5000, "%F0%9F%98%80",
-               "qwen3:8b%0d%0aX-Evil:1", "*", "qwen3*", "llama3.2:latest/../x", "%25",
-               "%ED%A0%80"]
+    odd_ids = [
+        "",
+        "%00",
+        "%ff%fe",
+        "..%2f..%2fapi%2ftags",
+        "a" * 5000,
+        "%F0%9F%98%80",
+        "qwen3:8b%0d%0aX-Evil:1",
+        "*",
+        "qwen3*",
+        "llama3.2:latest/../x",
+        "%25",
+        "%ED%A0%80",
+    ]
     for model_id in odd_ids:
         for method in ("GET", "HEAD"):
             status, _, raw = await send(gw, method, f"/v1/models/{model_id}", None, h)
             check_v1(gw, status, raw, model_id)
             assert status in (200, 400, 404), (model_id, status)
-    for path in ["/v1", "/v1/", "/v1/nope", "/v1/chat", "/v1/chat/completions/x",
-                 "/v1//chat/completions", "/v1/models/"]:
+    for path in [
+        "/v1",
+        "/v1/",
+        "/v1/nope",
+        "/v1/chat",
+        "/v1/chat/completions/x",
+        "/v1//chat/completions",
+        "/v1/models/",
+    ]:
         status, _, raw = await send(gw, "POST", path, b"{}", h)
         check_v1(gw, status, raw, path)
 
@@ -290,8 +341,11 @@ INVALID_UTF8_AUTH: list[tuple[str, bytes]] = [
     ("invalid-utf8-bearer", b"Authorization: Bearer sk-\xff\xfe"),
     ("invalid-utf8-api-key", b"api-key: \xffsk"),
 ]
-@pytest.mark.parametrize(("name", "header"), [pytest.param(n, h, id=n)
-                                              for n, h in AUTH_HEADERS + INVALID_UTF8_AUTH])
+
+
+@pytest.mark.parametrize(
+    ("name", "header"), [pytest.param(n, h, id=n) for n, h in AUTH_HEADERS + INVALID_UTF8_AUTH]
+)
 async def test_v1_odd_auth_headers(gw: TestClient, name: str, header: bytes) -> None:
     for path in ("/v1/models", "/v1/models/qwen3:8b"):
         status, raw = await send_raw(gw, raw_get(path, header))
@@ -300,26 +354,36 @@ async def test_v1_odd_auth_headers(gw: TestClient, name: str, header: bytes) -> 
         assert b"sk-AAAA" not in raw and b"\\u00e9" not in raw  # the sent key is not echoed
 
 
-async def test_v1_upstream_failures_are_gateway_errors(gw: TestClient,
-                                                       fake_ollama: FakeOllama) -> None:
+async def test_v1_upstream_failures_are_gateway_errors(
+    gw: TestClient, fake_ollama: FakeOllama
+) -> None:
     """Told to fail, the fake's failures become 502/503/504 in OpenAI's shape (or an error
     frame on a stream), never a 500."""
     h = auth_headers(gw.secret)  # type: ignore[attr-defined]
-    failures = [Script(status=500, error="boom"), Script(status=503, error="busy"),
-                Script(raw_body=b"<html>not json</html>"), Script(raw_body=b"{\"x\":\n[[["),
-                Script(lines=[{"error": "runner crashed"}]), Script(drop=True),
-                Script(done=False), Script(status=400, error="bad option")]
+    failures = [
+        Script(status=500, error="boom"),
+        Script(status=503, error="busy"),
+        Script(raw_body=b"<html>not json</html>"),
+        Script(raw_body=b'{"x":\n[[['),
+        Script(lines=[{"error": "runner crashed"}]),
+        Script(drop=True),
+        Script(done=False),
+        Script(status=400, error="bad option"),
+    ]
     for script in failures:
-        for kind, path in (("chat", "/v1/chat/completions"), ("generate", "/v1/completions"),
-                           ("embed", "/v1/embeddings")):
+        for kind, path in (
+            ("chat", "/v1/chat/completions"),
+            ("generate", "/v1/completions"),
+            ("embed", "/v1/embeddings"),
+        ):
             for stream in (False, True):
                 if kind == "embed" and stream:
                     continue
                 fake_ollama.push(kind, script)
-                body = {**V1_BASE[path], "stream": stream} if kind != "embed" \
-                    else V1_BASE[path]
-                status, headers, raw = await send(gw, "POST", path, json.dumps(body).encode(),
-                                                  {**h, "Content-Type": JSON_CT})
+                body = {**V1_BASE[path], "stream": stream} if kind != "embed" else V1_BASE[path]
+                status, headers, raw = await send(
+                    gw, "POST", path, json.dumps(body).encode(), {**h, "Content-Type": JSON_CT}
+                )
                 ctx = (kind, stream, script.status, script.raw_body, script.lines)
                 if headers.get("Content-Type", "").startswith("text/event-stream"):
                     check_stream_end(raw, ctx)
@@ -355,8 +419,11 @@ ADMIN_BODY_FIELDS: dict[str, dict[str, Any]] = {
 async def test_admin_api_bad_bodies_with_basic_auth(gw: TestClient) -> None:
     routes = admin_routes(gw)
     assert len(routes) >= 15, routes
-    before = json.dumps(gw.app[REGISTRY].current().keys, default=str, sort_keys=True) \
-        if hasattr(gw.app[REGISTRY], "current") else None
+    before = (
+        json.dumps(gw.app[REGISTRY].current().keys, default=str, sort_keys=True)
+        if hasattr(gw.app[REGISTRY], "current")
+        else None
+    )
     for method, path in routes:
         if method == "GET" or path == "/admin/api/login":
             continue
@@ -367,31 +434,55 @@ async def test_admin_api_bad_bodies_with_basic_auth(gw: TestClient) -> None:
             headers = {**ADMIN, "Content-Type": ctype} if ctype else dict(ADMIN)
             status, _, raw = await send(gw, method, path, build(base), headers)
             check_admin(gw, status, raw, (method, path, name))
-            takes_body = method != "DELETE" and path != "/admin/api/logout" and \
-                not path.endswith(("/refresh", "/test-ollama", "/rotate"))
+            takes_body = (
+                method != "DELETE"
+                and path != "/admin/api/logout"
+                and not path.endswith(("/refresh", "/test-ollama", "/rotate"))
+            )
             if ctype is not None and not ctype.startswith(JSON_CT):
                 assert status == 415, (method, path, name, status, raw[:200])  # M1
             elif name in NOT_AN_OBJECT and takes_body:
                 assert status in (400, 413), (method, path, name, status, raw[:200])
-    after = json.dumps(gw.app[REGISTRY].current().keys, default=str, sort_keys=True) \
-        if before is not None else None
+    after = (
+        json.dumps(gw.app[REGISTRY].current().keys, default=str, sort_keys=True)
+        if before is not None
+        else None
+    )
     assert before == after  # no bad body changed a key
 
 
 @pytest.mark.parametrize(("name", "ctype", "build"), _body_params(DEEP_AND_HUGE))
-async def test_admin_api_deep_and_huge_json(gw: TestClient, name: str, ctype: str,
-                                            build: Callable[[dict[str, Any]], bytes]) -> None:
+async def test_admin_api_deep_and_huge_json(
+    gw: TestClient, name: str, ctype: str, build: Callable[[dict[str, Any]], bytes]
+) -> None:
     """The admin API refuses JSON nested too deeply or with an over-long integer: 400."""
     for path, method in (("/admin/api/keys", "POST"), ("/admin/api/settings", "PATCH")):
-        status, _, raw = await send(gw, method, path, build({"name": "k"}),
-                                    {**ADMIN, "Content-Type": ctype})
+        status, _, raw = await send(
+            gw, method, path, build({"name": "k"}), {**ADMIN, "Content-Type": ctype}
+        )
         check_admin(gw, status, raw, (path, name))
         assert status == 400, (path, name, status, raw[:200])
 
 
-ODD_VALUES: list[Any] = [None, True, 0, -1, 1.5, 10**20, "", " ", "x" * 5000, [], {}, [None],
-                         {"a": {"b": []}}, "\u0000", "<script>alert(1)</script>", "\u202e",
-                         float("inf")]
+ODD_VALUES: list[Any] = [
+    None,
+    True,
+    0,
+    -1,
+    1.5,
+    10**20,
+    "",
+    " ",
+    "x" * 5000,
+    [],
+    {},
+    [None],
+    {"a": {"b": []}},
+    "\u0000",
+    "<script>alert(1)</script>",
+    "\u202e",
+    float("inf"),
+]
 
 
 def _dumps(value: Any) -> bytes:
@@ -408,8 +499,12 @@ async def test_admin_api_wrong_types_in_every_field(gw: TestClient) -> None:
         ("PATCH", "/admin/api/models/qwen3:8b", {}, sorted(MODEL_FIELDS)),
         ("PATCH", "/admin/api/settings", {}, list(ADMIN_SETTINGS)),
         ("POST", "/admin/api/settings/test-ollama", {}, ["ollama_url", "url"]),
-        ("POST", "/admin/api/password", {"current": PASSWORD, "new": "n" * 9, "confirm": "x"},
-         ["current", "new", "confirm"]),
+        (
+            "POST",
+            "/admin/api/password",
+            {"current": PASSWORD, "new": "n" * 9, "confirm": "x"},
+            ["current", "new", "confirm"],
+        ),
     ]
     created = 0
     for method, path, base, fields in tables:
@@ -418,8 +513,9 @@ async def test_admin_api_wrong_types_in_every_field(gw: TestClient) -> None:
                 body = {**base, field: value}
                 if path == "/admin/api/keys":
                     body["name"] = body["name"] if field == "name" else f"k{created}-{i}"
-                status, _, raw = await send(gw, method, path, _dumps(body),
-                                            {**ADMIN, "Content-Type": JSON_CT})
+                status, _, raw = await send(
+                    gw, method, path, _dumps(body), {**ADMIN, "Content-Type": JSON_CT}
+                )
                 check_admin(gw, status, raw, (path, field, value))
                 if status == 201:
                     created += 1
@@ -427,39 +523,82 @@ async def test_admin_api_wrong_types_in_every_field(gw: TestClient) -> None:
                     err = json.loads(raw)["error"]
                     assert err.get("field"), (path, field, value, err)
         if path == "/admin/api/settings":  # leave the gateway usable for the next table
-            await send(gw, "PATCH", path, _dumps({f: None for f in fields
-                                                  if f not in gw.app[REGISTRY].config.explicit}),
-                       {**ADMIN, "Content-Type": JSON_CT})
+            await send(
+                gw,
+                "PATCH",
+                path,
+                _dumps({f: None for f in fields if f not in gw.app[REGISTRY].config.explicit}),
+                {**ADMIN, "Content-Type": JSON_CT},
+            )
     # Key names stay escaped where they are shown.
     status, _, raw = await send(gw, "GET", "/admin/keys", None, ADMIN)
     check_page(gw, status, raw, "keys page")
     assert b"<script>alert(1)</script>" not in raw
 
 
-ADMIN_IDS = ["%00", "..%2f..%2fstate.json", "a" * 3000, "%ff", "%ED%A0%80", "\u00e9", "*",
-             "nokey%0d%0aX-Evil:%201", "%2e%2e"]
+ADMIN_IDS = [
+    "%00",
+    "..%2f..%2fstate.json",
+    "a" * 3000,
+    "%ff",
+    "%ED%A0%80",
+    "\u00e9",
+    "*",
+    "nokey%0d%0aX-Evil:%201",
+    "%2e%2e",
+]
 
 
 async def test_admin_api_odd_ids_and_queries(gw: TestClient) -> None:
     h = {**ADMIN, "Content-Type": JSON_CT}
     for key_id in ADMIN_IDS:
-        for method, suffix, body in (("GET", "", None), ("PATCH", "", b'{"name":"z"}'),
-                                     ("DELETE", "", None), ("POST", "/rotate", None)):
+        for method, suffix, body in (
+            ("GET", "", None),
+            ("PATCH", "", b'{"name":"z"}'),
+            ("DELETE", "", None),
+            ("POST", "/rotate", None),
+        ):
             status, _, raw = await send(gw, method, f"/admin/api/keys/{key_id}{suffix}", body, h)
             check_admin(gw, status, raw, (method, key_id))
             assert status in (400, 404, 405), (method, key_id, status)
-        status, _, raw = await send(gw, "PATCH", f"/admin/api/models/{key_id}",
-                                    b'{"enabled": true}', h)
+        status, _, raw = await send(
+            gw, "PATCH", f"/admin/api/models/{key_id}", b'{"enabled": true}', h
+        )
         check_admin(gw, status, raw, ("model", key_id))
-    queries = ["range=zzz", "range=", "since=abc", "since=-1", "since=NaN", "since=inf",
-               "until=1e400", "since=10&until=5", "status=999", "status=%00", "status=5xx",
-               "page=0", "page=-1", "page=1e9", "page=99999999999999999999", "per_page=0",
-               "per_page=100000", "per_page=abc", "key=%00", "key=" + "k" * 3000,
-               "model=%ff", "since=2026-13-45", "since=2026-11-01T25:00:00Z",
-               "since=%E2%80%AE", "range=7d&range=30d"]
+    queries = [
+        "range=zzz",
+        "range=",
+        "since=abc",
+        "since=-1",
+        "since=NaN",
+        "since=inf",
+        "until=1e400",
+        "since=10&until=5",
+        "status=999",
+        "status=%00",
+        "status=5xx",
+        "page=0",
+        "page=-1",
+        "page=1e9",
+        "page=99999999999999999999",
+        "per_page=0",
+        "per_page=100000",
+        "per_page=abc",
+        "key=%00",
+        "key=" + "k" * 3000,
+        "model=%ff",
+        "since=2026-13-45",
+        "since=2026-11-01T25:00:00Z",
+        "since=%E2%80%AE",
+        "range=7d&range=30d",
+    ]
     for query in queries:
-        for path in ("/admin/api/usage", "/admin/api/requests", "/admin/api/usage.csv",
-                     "/admin/usage"):
+        for path in (
+            "/admin/api/usage",
+            "/admin/api/requests",
+            "/admin/api/usage.csv",
+            "/admin/usage",
+        ):
             status, _, raw = await send(gw, "GET", f"{path}?{query}", None, ADMIN)
             if path == "/admin/usage":
                 check_page(gw, status, raw, (path, query))
@@ -478,8 +617,16 @@ async def test_admin_usage_far_future_time(gw: TestClient) -> None:
         check_admin(gw, status, raw, path)
 
 
-@pytest.mark.parametrize("query", ["since=0001-01-01", "since=0", "since=0&until=1790000000",
-                                   "since=-62135596800", "until=253402300799"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "since=0001-01-01",
+        "since=0",
+        "since=0&until=1790000000",
+        "since=-62135596800",
+        "until=253402300799",
+    ],
+)
 async def test_admin_usage_wide_ranges_stay_small(gw: TestClient, query: str) -> None:
     """A range back to year 1 once answered 249 MB in 7 s (one point per day): wide ranges
     are refused or charted with a bounded number of points."""
@@ -496,17 +643,24 @@ async def test_admin_api_signed_out_and_bad_credentials(gw: TestClient) -> None:
     and nothing changes."""
     keys_before = sorted(gw.app[REGISTRY].keys)
     bad_auth: list[dict[str, str]] = [
-        {}, {"Authorization": "Basic"}, {"Authorization": "Basic !!!"},
-        {"Authorization": "Basic " + "QQ==" * 1500}, _basic("admin", "wrong"),
-        _basic("", ""), _basic("admin\u0000", PASSWORD), {"Authorization": "Bearer " + PASSWORD},
-        {"Cookie": "o2o_admin=garbage"}, {"Cookie": "o2o_admin=" + "A" * 3000},
+        {},
+        {"Authorization": "Basic"},
+        {"Authorization": "Basic !!!"},
+        {"Authorization": "Basic " + "QQ==" * 1500},
+        _basic("admin", "wrong"),
+        _basic("", ""),
+        _basic("admin\u0000", PASSWORD),
+        {"Authorization": "Bearer " + PASSWORD},
+        {"Cookie": "o2o_admin=garbage"},
+        {"Cookie": "o2o_admin=" + "A" * 3000},
         {"X-CSRF-Token": "x"},
     ]
     for method, path in admin_routes(gw):
         for headers in bad_auth:
             body = json.dumps(ADMIN_BODY_FIELDS.get(path, {})).encode()
-            status, _, raw = await send(gw, method, path, body,
-                                        {**headers, "Content-Type": JSON_CT})
+            status, _, raw = await send(
+                gw, method, path, body, {**headers, "Content-Type": JSON_CT}
+            )
             check_admin(gw, status, raw, (method, path, headers))
             if path not in ("/admin/api/session", "/admin/api/login"):
                 assert status in (401, 403, 415, 429), (method, path, headers, status)
@@ -514,8 +668,9 @@ async def test_admin_api_signed_out_and_bad_credentials(gw: TestClient) -> None:
 
 
 async def test_admin_basic_auth_non_ascii(gw: TestClient) -> None:
-    status, _, raw = await send(gw, "GET", "/admin/api/keys", None,
-                                {"Authorization": "Basic \u00e9\u00e9\u00e9\u00e9"})
+    status, _, raw = await send(
+        gw, "GET", "/admin/api/keys", None, {"Authorization": "Basic \u00e9\u00e9\u00e9\u00e9"}
+    )
     check_admin(gw, status, raw, "basic non-ascii")
 
 
@@ -523,10 +678,12 @@ async def test_admin_csrf_header_invalid_utf8(gw: TestClient) -> None:
     resp = await gw.post("/admin/api/login", json={"username": "admin", "password": PASSWORD})
     assert resp.status == 200
     cookie = resp.cookies["o2o_admin"].value
-    request = (b"POST /admin/api/keys HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-               b"Content-Type: application/json\r\nContent-Length: 2\r\n"
-               b"Cookie: o2o_admin=" + cookie.encode() + b"\r\n"
-               b"X-CSRF-Token: \xff\xfe\r\n\r\n{}")
+    request = (
+        b"POST /admin/api/keys HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 2\r\n"
+        b"Cookie: o2o_admin=" + cookie.encode() + b"\r\n"
+        b"X-CSRF-Token: \xff\xfe\r\n\r\n{}"
+    )
     status, raw = await send_raw(gw, request)
     check_admin(gw, status, raw, "csrf invalid utf-8")
     assert status == 403
@@ -538,8 +695,12 @@ def unsafe_admin_routes(client: TestClient) -> list[tuple[str, str]]:
     out = []
     for route in client.app.router.routes():
         info = route.resource.canonical if route.resource else ""
-        if (info == "/admin" or info.startswith("/admin/")) and \
-                route.method in ("POST", "PUT", "PATCH", "DELETE"):
+        if (info == "/admin" or info.startswith("/admin/")) and route.method in (
+            "POST",
+            "PUT",
+            "PATCH",
+            "DELETE",
+        ):
             path = info.replace("{id}", "KEYID").replace("{name}", "qwen3:8b")
             out.append((route.method, path))
     return sorted(set(out))
@@ -559,13 +720,22 @@ async def test_csrf_required_on_every_state_changing_route(gw: TestClient) -> No
         ("empty token", {"Content-Type": JSON_CT, "X-CSRF-Token": ""}, b"{}"),
         ("wrong token", {"Content-Type": JSON_CT, "X-CSRF-Token": good[:-1] + "x"}, b"{}"),
         ("token in query", {"Content-Type": JSON_CT}, b"{}"),
-        ("form without token", {"Content-Type": "application/x-www-form-urlencoded"},
-         b"name=a&models=*&current=x&new=y&confirm=y"),
-        ("form wrong token", {"Content-Type": "application/x-www-form-urlencoded"},
-         b"csrf_token=nope&name=a"),
+        (
+            "form without token",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            b"name=a&models=*&current=x&new=y&confirm=y",
+        ),
+        (
+            "form wrong token",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            b"csrf_token=nope&name=a",
+        ),
         ("text/plain", {"Content-Type": "text/plain"}, b'{"name":"a","models":["*"]}'),
-        ("multipart", {"Content-Type": "multipart/form-data; boundary=b"},
-         b"--b\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\nnope\r\n--b--\r\n"),
+        (
+            "multipart",
+            {"Content-Type": "multipart/form-data; boundary=b"},
+            b'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\nnope\r\n--b--\r\n',
+        ),
     ]
     for method, template in routes:
         path = template.replace("KEYID", key_id)
@@ -583,17 +753,29 @@ async def test_csrf_required_on_every_state_changing_route(gw: TestClient) -> No
 
 async def test_basic_auth_refuses_cross_site_form_content_type(gw: TestClient) -> None:
     before = len(gw.app[REGISTRY].keys)
-    status, _, raw = await send(gw, "POST", "/admin/api/keys",
-                                b'{"name":"evil","models":["*"],"notes":"="}',
-                                {**ADMIN, "Content-Type": "text/plain",
-                                 "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    status, _, raw = await send(
+        gw,
+        "POST",
+        "/admin/api/keys",
+        b'{"name":"evil","models":["*"],"notes":"="}',
+        {
+            **ADMIN,
+            "Content-Type": "text/plain",
+            "Origin": "https://evil.example",
+            "Sec-Fetch-Site": "cross-site",
+        },
+    )
     assert status in (403, 415), (status, raw[:200])
     assert len(gw.app[REGISTRY].keys) == before
     # Without the fetch metadata (an older browser) the content type alone refuses it.
     for ctype in ("text/plain", "application/x-www-form-urlencoded"):
-        status, _, raw = await send(gw, "POST", "/admin/api/keys",
-                                    b'{"name":"evil","models":["*"],"notes":"="}',
-                                    {**ADMIN, "Content-Type": ctype})
+        status, _, raw = await send(
+            gw,
+            "POST",
+            "/admin/api/keys",
+            b'{"name":"evil","models":["*"],"notes":"="}',
+            {**ADMIN, "Content-Type": ctype},
+        )
         check_admin(gw, status, raw, ctype)
         assert status == 415, (ctype, status, raw[:200])
     assert len(gw.app[REGISTRY].keys) == before
@@ -605,16 +787,28 @@ def page_routes(client: TestClient) -> list[str]:
     out = []
     for route in client.app.router.routes():
         info = route.resource.canonical if route.resource else ""
-        if route.method == "GET" and (info == "/admin" or info.startswith("/admin/")) and \
-                not info.startswith(("/admin/api/", "/admin/static")):
+        if (
+            route.method == "GET"
+            and (info == "/admin" or info.startswith("/admin/"))
+            and not info.startswith(("/admin/api/", "/admin/static"))
+        ):
             out.append(info)
     return sorted(set(out))
 
 
-PAGE_QUERIES = ["", "?notice=password", "?notice=%3Cscript%3E", "?notice=" + "n" * 4000,
-                "?next=//evil.example", "?next=https://evil.example", "?next=/admin%0d%0aX:1",
-                "?next=%5C%5Cevil", "?page=-1&range=zz&since=abc", "?key=%00&model=%ff",
-                "?edit=%3Cimg%20src=x%3E"]
+PAGE_QUERIES = [
+    "",
+    "?notice=password",
+    "?notice=%3Cscript%3E",
+    "?notice=" + "n" * 4000,
+    "?next=//evil.example",
+    "?next=https://evil.example",
+    "?next=/admin%0d%0aX:1",
+    "?next=%5C%5Cevil",
+    "?page=-1&range=zz&since=abc",
+    "?key=%00&model=%ff",
+    "?edit=%3Cimg%20src=x%3E",
+]
 
 
 async def test_admin_pages_with_odd_queries(gw: TestClient) -> None:
@@ -644,9 +838,12 @@ async def test_admin_page_forms_with_garbage(gw: TestClient) -> None:
         (form, f"csrf_token={token}&username=%ff%fe&password=%00".encode()),
         (form, f"csrf_token={token}&username=".encode() + b"u" * 20000),
         (form, f"csrf_token={token}&username=a&username=b&next=//evil".encode()),
-        ("multipart/form-data; boundary=zz", b"--zz\r\nContent-Disposition: form-data; "
-         b"name=\"csrf_token\"\r\n\r\n" + token.encode() + b"\r\n--zz\r\n"
-         b"Content-Disposition: form-data; name=\"username\"\r\n\r\n%ff\r\n--zz--\r\n"),
+        (
+            "multipart/form-data; boundary=zz",
+            b"--zz\r\nContent-Disposition: form-data; "
+            b'name="csrf_token"\r\n\r\n' + token.encode() + b"\r\n--zz\r\n"
+            b'Content-Disposition: form-data; name="username"\r\n\r\n%ff\r\n--zz--\r\n',
+        ),
     ]
     for ctype, body in bodies:
         for path in ("/admin/login", "/admin/password"):
@@ -656,8 +853,9 @@ async def test_admin_page_forms_with_garbage(gw: TestClient) -> None:
     # /admin/try (a page path that answers JSON) with a signed-in admin.
     for name, ctype, build in BAD_BODIES:
         hdrs = {**ADMIN, "Content-Type": ctype} if ctype else dict(ADMIN)
-        status, _, raw = await send(gw, "POST", "/admin/try", build({"model": "qwen3:8b",
-                                                                     "prompt": "hi"}), hdrs)
+        status, _, raw = await send(
+            gw, "POST", "/admin/try", build({"model": "qwen3:8b", "prompt": "hi"}), hdrs
+        )
         assert status < 500, (name, status, raw[:200])
         check_no_secret(gw, raw, name)
 
@@ -667,11 +865,16 @@ async def test_form_with_raw_invalid_utf8(gw: TestClient) -> None:
     text = await resp.text()
     token = text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
     urlencoded = f"csrf_token={token}&username=".encode() + b"\xff\xfe&password=x"
-    multipart = (b"--zz\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n"
-                 + token.encode() + b"\r\n--zz\r\nContent-Disposition: form-data; "
-                 b"name=\"username\"\r\n\r\n\xff\r\n--zz--\r\n")
-    for ctype, body in (("application/x-www-form-urlencoded", urlencoded),
-                        ("multipart/form-data; boundary=zz", multipart)):
+    multipart = (
+        b'--zz\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+        + token.encode()
+        + b"\r\n--zz\r\nContent-Disposition: form-data; "
+        b'name="username"\r\n\r\n\xff\r\n--zz--\r\n'
+    )
+    for ctype, body in (
+        ("application/x-www-form-urlencoded", urlencoded),
+        ("multipart/form-data; boundary=zz", multipart),
+    ):
         status, _, raw = await send(gw, "POST", "/admin/login", body, {"Content-Type": ctype})
         check_page(gw, status, raw, ("raw form bytes", ctype))
         assert status == 400 and b"UTF-8" in raw, (ctype, status, raw[:200])
@@ -688,12 +891,20 @@ async def test_signed_out_redirect_with_crlf_in_path(gw: TestClient) -> None:
 
 
 async def test_static_path_traversal(gw: TestClient) -> None:
-    probes = ["/admin/static/../auth.py", "/admin/static/%2e%2e/auth.py",
-              "/admin/static/..%2fauth.py", "/admin/static/%2e%2e%2f%2e%2e%2fgateway.py",
-              "/admin/static/..%5cauth.py", "/admin/static//etc/passwd",
-              "/admin/static/%00", "/admin/static/admin.js%00.png",
-              "/admin/static/../templates/base.html", "/admin/static/",
-              "/admin/static/.", "/admin/static/%ff"]
+    probes = [
+        "/admin/static/../auth.py",
+        "/admin/static/%2e%2e/auth.py",
+        "/admin/static/..%2fauth.py",
+        "/admin/static/%2e%2e%2f%2e%2e%2fgateway.py",
+        "/admin/static/..%5cauth.py",
+        "/admin/static//etc/passwd",
+        "/admin/static/%00",
+        "/admin/static/admin.js%00.png",
+        "/admin/static/../templates/base.html",
+        "/admin/static/",
+        "/admin/static/.",
+        "/admin/static/%ff",
+    ]
     for probe in probes:
         for headers in ({}, ADMIN):
             status, _, raw = await send(gw, "GET", probe, None, headers)
@@ -708,8 +919,9 @@ async def test_ops_endpoints(gw: TestClient) -> None:
     for path in ("/healthz", "/readyz", "/metrics"):
         for method in ("GET", "HEAD"):
             for query in ("", "?x=%ff&y=" + "z" * 3000):
-                status, _, raw = await send(gw, method, path + query, None,
-                                            {"Authorization": "Bearer \u00e9"})
+                status, _, raw = await send(
+                    gw, method, path + query, None, {"Authorization": "Bearer \u00e9"}
+                )
                 assert status in (200, 503), (path, status)  # 503: readyz while loading
                 check_no_secret(gw, raw, path)
         for method in ("POST", "PUT", "DELETE"):
@@ -722,15 +934,20 @@ async def test_ops_endpoints(gw: TestClient) -> None:
 async def test_metrics_token_odd_headers(make_gateway: Any) -> None:
     client = await make_gateway(metrics_token="metrics-token-123")
     client.secret = "metrics-token-123"
-    for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Bearer wrong"},
-                    {"Authorization": "Basic bWV0cmljcy10b2tlbi0xMjM="},
-                    {"Authorization": "Bearer \u00e9\u00e9"},
-                    {"Authorization": "Bearer " + "x" * 8000}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic bWV0cmljcy10b2tlbi0xMjM="},
+        {"Authorization": "Bearer \u00e9\u00e9"},
+        {"Authorization": "Bearer " + "x" * 8000},
+    ):
         status, _, raw = await send(client, "GET", "/metrics", None, headers)
         assert status == 401, (headers, status)
         assert b"metrics-token-123" not in raw
-    status, _, _ = await send(client, "GET", "/metrics", None,
-                              {"Authorization": "Bearer metrics-token-123"})
+    status, _, _ = await send(
+        client, "GET", "/metrics", None, {"Authorization": "Bearer metrics-token-123"}
+    )
     assert status == 200
 
 
@@ -740,8 +957,9 @@ async def test_metrics_token_invalid_utf8(make_gateway: Any) -> None:
     assert status == 401
 
 
-async def test_ollama_credentials_not_shown(make_gateway: Any,
-                                           caplog: pytest.LogCaptureFixture) -> None:
+async def test_ollama_credentials_not_shown(
+    make_gateway: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """user:password@ in ollama_url never reaches /readyz (unauthenticated), /v1 errors or the
     log."""
     client = await make_gateway(ollama_url="http://ops:hunter2-pw@127.0.0.1:9")
@@ -749,15 +967,20 @@ async def test_ollama_credentials_not_shown(make_gateway: Any,
     status, _, raw = await send(client, "GET", "/readyz", None, {})
     assert status == 503 and b"127.0.0.1:9" in raw, raw
     assert b"hunter2-pw" not in raw, raw
-    status, _, raw = await send(client, "POST", "/v1/chat/completions",
-                                json.dumps(V1_BASE["/v1/chat/completions"]).encode(),
-                                {**auth_headers(secret), "Content-Type": JSON_CT})
+    status, _, raw = await send(
+        client,
+        "POST",
+        "/v1/chat/completions",
+        json.dumps(V1_BASE["/v1/chat/completions"]).encode(),
+        {**auth_headers(secret), "Content-Type": JSON_CT},
+    )
     assert status in (502, 503, 504) and b"hunter2-pw" not in raw, raw
     assert "hunter2-pw" not in caplog.text
 
 
 async def test_ollama_url_change_is_logged_without_credentials(
-        make_gateway: Any, caplog: pytest.LogCaptureFixture) -> None:
+    make_gateway: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """A changed Ollama URL (reload or admin edit) is logged as the shown URL."""
     client = await make_gateway()
     registry = client.app[REGISTRY]
@@ -773,18 +996,32 @@ XSS = '<img src=x onerror="alert(1)">'
 
 async def test_user_text_is_escaped_on_pages(gw: TestClient, fake_ollama: FakeOllama) -> None:
     h = {**ADMIN, "Content-Type": JSON_CT}
-    status, _, raw = await send(gw, "POST", "/admin/api/keys",
-                                json.dumps({"name": XSS, "models": ["*"], "notes": XSS}).encode(),
-                                h)
+    status, _, raw = await send(
+        gw,
+        "POST",
+        "/admin/api/keys",
+        json.dumps({"name": XSS, "models": ["*"], "notes": XSS}).encode(),
+        h,
+    )
     assert status == 201, raw
     secret = json.loads(raw)["key"]
-    status, _, raw = await send(gw, "PATCH", "/admin/api/models/qwen3:8b",
-                                json.dumps({"display_name": "<b>q</b>" + XSS[:20]}).encode(), h)
+    status, _, raw = await send(
+        gw,
+        "PATCH",
+        "/admin/api/models/qwen3:8b",
+        json.dumps({"display_name": "<b>q</b>" + XSS[:20]}).encode(),
+        h,
+    )
     assert status == 200, raw
-    await send(gw, "POST", "/v1/chat/completions",
-               json.dumps({"model": "<b>q</b>" + XSS[:20],
-                           "messages": [{"role": "user", "content": XSS}]}).encode(),
-               {**auth_headers(secret), "Content-Type": JSON_CT})
+    await send(
+        gw,
+        "POST",
+        "/v1/chat/completions",
+        json.dumps(
+            {"model": "<b>q</b>" + XSS[:20], "messages": [{"role": "user", "content": XSS}]}
+        ).encode(),
+        {**auth_headers(secret), "Content-Type": JSON_CT},
+    )
     for page in ("/admin", "/admin/keys", "/admin/models", "/admin/usage", "/admin/settings"):
         status, _, raw = await send(gw, "GET", page, None, ADMIN)
         assert status == 200, (page, status)
@@ -792,15 +1029,20 @@ async def test_user_text_is_escaped_on_pages(gw: TestClient, fake_ollama: FakeOl
         assert secret.encode() not in raw, page
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("POST", "/admin/api/keys", b'{"name": "a\\ud800b", "models": ["*"]}'),
-    ("POST", "/admin/api/keys", b'{"name": "n", "models": ["*"], "notes": "\\udfff"}'),
-    ("PATCH", "/admin/api/models/qwen3:8b", b'{"display_name": "d\\ud800"}'),
-    ("PATCH", "/admin/api/models/qwen3:8b", b'{"overrides": {"stop": ["\\udc00"]}}'),
-    ("PATCH", "/admin/api/keys/nokey", b'{"\\ud800": 1}'),
-], ids=["key-name", "key-notes", "display-name", "override-value", "field-name"])
-async def test_admin_text_with_lone_surrogate(gw: TestClient, method: str, path: str,
-                                              body: bytes) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/admin/api/keys", b'{"name": "a\\ud800b", "models": ["*"]}'),
+        ("POST", "/admin/api/keys", b'{"name": "n", "models": ["*"], "notes": "\\udfff"}'),
+        ("PATCH", "/admin/api/models/qwen3:8b", b'{"display_name": "d\\ud800"}'),
+        ("PATCH", "/admin/api/models/qwen3:8b", b'{"overrides": {"stop": ["\\udc00"]}}'),
+        ("PATCH", "/admin/api/keys/nokey", b'{"\\ud800": 1}'),
+    ],
+    ids=["key-name", "key-notes", "display-name", "override-value", "field-name"],
+)
+async def test_admin_text_with_lone_surrogate(
+    gw: TestClient, method: str, path: str, body: bytes
+) -> None:
     """A lone surrogate (valid JSON, not encodable) is refused with a 400 naming the field."""
     status, _, raw = await send(gw, method, path, body, {**ADMIN, "Content-Type": JSON_CT})
     check_admin(gw, status, raw, (path, body))
@@ -814,8 +1056,13 @@ async def test_admin_text_with_lone_surrogate(gw: TestClient, method: str, path:
 async def _data_dir_after_traffic(gw: TestClient, tmp_path: Any) -> Any:
     """The data dir once a request has been recorded."""
     before = gw.app[USAGE].stats.written
-    await send(gw, "POST", "/v1/chat/completions", json.dumps(V1_BASE["/v1/chat/completions"])
-               .encode(), {**auth_headers(gw.secret), "Content-Type": JSON_CT})  # type: ignore
+    await send(
+        gw,
+        "POST",
+        "/v1/chat/completions",
+        json.dumps(V1_BASE["/v1/chat/completions"]).encode(),
+        {**auth_headers(gw.secret), "Content-Type": JSON_CT},
+    )  # type: ignore
     await _wait_written(gw.app[USAGE], before)
     return tmp_path / "data"
 
@@ -848,8 +1095,9 @@ async def _wait_written(recorder: Any, before: int) -> bool:
 
 
 @pytest.mark.parametrize("vector", ["user-agent", "model-name"])
-async def test_usage_recording_survives_unencodable_client_text(gw: TestClient,
-                                                                 vector: str) -> None:
+async def test_usage_recording_survives_unencodable_client_text(
+    gw: TestClient, vector: str
+) -> None:
     """Text that UTF-8 cannot encode (an undecodable User-Agent, which aiohttp keeps as lone
     surrogates; a JSON model name '\\ud800') must not stop the usage writer: SQLite cannot
     store it, and a dead writer would record nothing more until restart."""
@@ -859,15 +1107,21 @@ async def test_usage_recording_survives_unencodable_client_text(gw: TestClient,
             status, raw = await send_raw(gw, raw_get("/v1/models", b"User-Agent: \xff\xfe"))
         else:
             body = b'{"model": "q\\ud800", "messages": [{"role": "user", "content": "hi"}]}'
-            status, _, raw = await send(gw, "POST", "/v1/chat/completions", body,
-                                        {**auth_headers(gw.secret),  # type: ignore[attr-defined]
-                                         "Content-Type": JSON_CT})
+            status, _, raw = await send(
+                gw,
+                "POST",
+                "/v1/chat/completions",
+                body,
+                {
+                    **auth_headers(gw.secret),  # type: ignore[attr-defined]
+                    "Content-Type": JSON_CT,
+                },
+            )
         check_v1(gw, status, raw, vector)
         assert status in (401, 404)
         assert await _wait_written(recorder, 0), "the refused request was not recorded"
         before = recorder.stats.written
-        status, _, _ = await send(gw, "GET", "/v1/models", None,
-                                  auth_headers(gw.secret))  # type: ignore[attr-defined]
+        status, _, _ = await send(gw, "GET", "/v1/models", None, auth_headers(gw.secret))  # type: ignore[attr-defined]
         assert status == 200
         assert await _wait_written(recorder, before), "later requests are no longer recorded"
     finally:
@@ -879,8 +1133,10 @@ async def test_usage_recording_survives_unencodable_client_text(gw: TestClient,
 
 
 # -- image URL fetching: the SSRF guard (api/images.py) -------------------------------------------
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
 
 
 class ImageHost:
@@ -918,23 +1174,47 @@ async def private_host(aiohttp_server: Any) -> ImageHost:
 
 def image_chat(url: str) -> bytes:
     """A chat request for the vision model with one image URL."""
-    return json.dumps({"model": "llava:7b", "messages": [{"role": "user", "content": [
-        {"type": "text", "text": "what is it?"},
-        {"type": "image_url", "image_url": {"url": url}}]}]}).encode()
+    return json.dumps(
+        {
+            "model": "llava:7b",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what is it?"},
+                        {"type": "image_url", "image_url": {"url": url}},
+                    ],
+                }
+            ],
+        }
+    ).encode()
 
 
-async def test_image_guard_refuses_loopback_in_every_spelling(gw: TestClient,
-                                                             private_host: ImageHost) -> None:
+async def test_image_guard_refuses_loopback_in_every_spelling(
+    gw: TestClient, private_host: ImageHost
+) -> None:
     p = private_host.port
-    urls = [f"http://127.0.0.1:{p}/img", f"http://localhost:{p}/img",
-            f"http://localhost.:{p}/img", f"http://[::ffff:127.0.0.1]:{p}/img",
-            f"http://[0:0:0:0:0:ffff:7f00:1]:{p}/img", f"http://0.0.0.0:{p}/img",
-            f"http://2130706433:{p}/img", f"http://0x7f000001:{p}/img",
-            f"http://017700000001:{p}/img", f"http://127.1:{p}/img", f"http://0177.0.0.1:{p}/img",
-            f"http://[::1]:{p}/img", f"http://[::]:{p}/img", f"http://user:pw@127.0.0.1:{p}/img",
-            f"http://127.0.0.1:{p}@example.invalid/img", f"https://127.0.0.1:{p}/img",
-            f"http://[::ffff:7f00:1]:{p}/img", f"http://169.254.169.254:{p}/img",
-            f"http://10.0.0.1:{p}/img"]
+    urls = [
+        f"http://127.0.0.1:{p}/img",
+        f"http://localhost:{p}/img",
+        f"http://localhost.:{p}/img",
+        f"http://[::ffff:127.0.0.1]:{p}/img",
+        f"http://[0:0:0:0:0:ffff:7f00:1]:{p}/img",
+        f"http://0.0.0.0:{p}/img",
+        f"http://2130706433:{p}/img",
+        f"http://0x7f000001:{p}/img",
+        f"http://017700000001:{p}/img",
+        f"http://127.1:{p}/img",
+        f"http://0177.0.0.1:{p}/img",
+        f"http://[::1]:{p}/img",
+        f"http://[::]:{p}/img",
+        f"http://user:pw@127.0.0.1:{p}/img",
+        f"http://127.0.0.1:{p}@example.invalid/img",
+        f"https://127.0.0.1:{p}/img",
+        f"http://[::ffff:7f00:1]:{p}/img",
+        f"http://169.254.169.254:{p}/img",
+        f"http://10.0.0.1:{p}/img",
+    ]
     h = {**auth_headers(gw.secret), "Content-Type": JSON_CT}  # type: ignore[attr-defined]
     for url in urls:
         status, _, raw = await send(gw, "POST", "/v1/chat/completions", image_chat(url), h)
@@ -957,17 +1237,24 @@ async def public_host(aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch) -> I
     return host
 
 
-async def test_image_redirects_are_checked(gw: TestClient, public_host: ImageHost,
-                                           private_host: ImageHost) -> None:
+async def test_image_redirects_are_checked(
+    gw: TestClient, public_host: ImageHost, private_host: ImageHost
+) -> None:
     h = {**auth_headers(gw.secret), "Content-Type": JSON_CT}  # type: ignore[attr-defined]
     base = f"http://127.0.0.2:{public_host.port}"
     status, _, raw = await send(gw, "POST", "/v1/chat/completions", image_chat(f"{base}/img"), h)
     assert status == 200, raw[:300]  # the "public" host itself is fine
     private = f"http://127.0.0.1:{private_host.port}/img"
-    targets = [private, f"http://[::ffff:127.0.0.1]:{private_host.port}/img",
-               f"http://localhost:{private_host.port}/img", "file:///etc/passwd",
-               "gopher://127.0.0.1:25/", f"{base}/go?to={base}/go",
-               f"//127.0.0.1:{private_host.port}/img", "\x00"]
+    targets = [
+        private,
+        f"http://[::ffff:127.0.0.1]:{private_host.port}/img",
+        f"http://localhost:{private_host.port}/img",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:25/",
+        f"{base}/go?to={base}/go",
+        f"//127.0.0.1:{private_host.port}/img",
+        "\x00",
+    ]
     for target in targets:
         url = f"{base}/go?to={quote(target, safe='')}"
         status, _, raw = await send(gw, "POST", "/v1/chat/completions", image_chat(url), h)
@@ -976,8 +1263,7 @@ async def test_image_redirects_are_checked(gw: TestClient, public_host: ImageHos
     assert private_host.hits == []
 
 
-async def test_image_redirect_to_malformed_location(gw: TestClient,
-                                                    public_host: ImageHost) -> None:
+async def test_image_redirect_to_malformed_location(gw: TestClient, public_host: ImageHost) -> None:
     """A redirect to a Location yarl cannot parse is a 400 invalid_image_url, not a 500."""
     h = {**auth_headers(gw.secret), "Content-Type": JSON_CT}  # type: ignore[attr-defined]
     url = f"http://127.0.0.2:{public_host.port}/go?to={quote('http://[::1', safe='')}"
@@ -987,9 +1273,9 @@ async def test_image_redirect_to_malformed_location(gw: TestClient,
     assert json.loads(raw)["error"]["code"] == "invalid_image_url"
 
 
-async def test_image_guard_resists_dns_rebinding(gw: TestClient, public_host: ImageHost,
-                                                 private_host: ImageHost,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_image_guard_resists_dns_rebinding(
+    gw: TestClient, public_host: ImageHost, private_host: ImageHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A name answering a public address first and loopback next is never fetched from
     loopback: the image session's resolver checks the address it connects to."""
     import socket
@@ -1013,24 +1299,39 @@ async def test_image_guard_resists_dns_rebinding(gw: TestClient, public_host: Im
     assert status == 400 and json.loads(raw)["error"]["code"] == "invalid_image_url"
 
 
-async def test_login_throttle_holds_under_concurrency(make_gateway: Any,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_login_throttle_holds_under_concurrency(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from web.throttle import FREE_ATTEMPTS
 
     monkeypatch.setattr(secrets_module, "_N", 2**4)
     client = await make_gateway(admin_password=PASSWORD)
-    guesses = [send(client, "GET", "/admin/api/keys", None, _basic("admin", f"guess-{i}"))
-               for i in range(40)]
+    guesses = [
+        send(client, "GET", "/admin/api/keys", None, _basic("admin", f"guess-{i}"))
+        for i in range(40)
+    ]
     statuses = [status for status, _, _ in await asyncio.gather(*guesses)]
     assert set(statuses) <= {401, 429}, statuses
     assert statuses.count(401) <= FREE_ATTEMPTS + 1, statuses
 
 
-BYPASS_SPELLINGS = ["//admin/api/keys", "/admin/./api/keys", "/x/../admin/api/keys",
-                    "/%61dmin/api/keys", "/admin%2fapi%2fkeys", "/v1/%2e%2e/admin/api/keys",
-                    "/admin/api/keys/", "/admin/api/keys?x=1#f", "/admin//api/keys",
-                    "/ADMIN/api/keys", "/admin/api/./keys", "/admin/static/../api/keys",
-                    "/admin/static/%2e%2e/api/keys", "/admin;/api/keys", "/admin/api/keys;x"]
+BYPASS_SPELLINGS = [
+    "//admin/api/keys",
+    "/admin/./api/keys",
+    "/x/../admin/api/keys",
+    "/%61dmin/api/keys",
+    "/admin%2fapi%2fkeys",
+    "/v1/%2e%2e/admin/api/keys",
+    "/admin/api/keys/",
+    "/admin/api/keys?x=1#f",
+    "/admin//api/keys",
+    "/ADMIN/api/keys",
+    "/admin/api/./keys",
+    "/admin/static/../api/keys",
+    "/admin/static/%2e%2e/api/keys",
+    "/admin;/api/keys",
+    "/admin/api/keys;x",
+]
 
 
 async def test_no_admin_route_reachable_without_auth_by_path_spelling(gw: TestClient) -> None:
@@ -1039,30 +1340,46 @@ async def test_no_admin_route_reachable_without_auth_by_path_spelling(gw: TestCl
     body = b'{"name":"x","models":["*"]}'
     for path in BYPASS_SPELLINGS:
         for method in ("GET", "POST"):
-            request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                       f"Content-Type: {JSON_CT}\r\nContent-Length: {len(body)}\r\n\r\n"
-                       ).encode() + body
+            request = (
+                f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                f"Content-Type: {JSON_CT}\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
             status, raw = await send_raw(gw, request)
             assert status in (302, 400, 401, 403, 404, 405), (method, path, status, raw[:200])
             assert key_name.encode() not in raw and b'"keys"' not in raw, (method, path)
     assert len(gw.app[REGISTRY].keys) == 1
 
 
-@pytest.mark.parametrize(("path", "ctype", "auth"), [
-    ("/admin/login", "application/x-www-form-urlencoded", b""),
-    ("/admin/api/keys", JSON_CT, b"Authorization: " + ADMIN["Authorization"].encode() + b"\r\n"),
-], ids=["login-form", "admin-json"])
-async def test_stalled_admin_body_times_out(gw: TestClient, monkeypatch: pytest.MonkeyPatch,
-                                            path: str, ctype: str, auth: bytes) -> None:
+@pytest.mark.parametrize(
+    ("path", "ctype", "auth"),
+    [
+        ("/admin/login", "application/x-www-form-urlencoded", b""),
+        (
+            "/admin/api/keys",
+            JSON_CT,
+            b"Authorization: " + ADMIN["Authorization"].encode() + b"\r\n",
+        ),
+    ],
+    ids=["login-form", "admin-json"],
+)
+async def test_stalled_admin_body_times_out(
+    gw: TestClient, monkeypatch: pytest.MonkeyPatch, path: str, ctype: str, auth: bytes
+) -> None:
     """L7: a client that announces a body and stalls gets 408 instead of holding the handler."""
     import web.auth
     import web.jsonapi
 
     monkeypatch.setattr(web.auth, "BODY_TIMEOUT", 0.3)
     monkeypatch.setattr(web.jsonapi, "BODY_TIMEOUT", 0.3)
-    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-               f"Content-Type: {ctype}\r\nContent-Length: 100\r\n").encode() + auth + \
-        b"\r\n" + b"{"  # 1 of 100 bytes, then nothing
+    request = (
+        (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            f"Content-Type: {ctype}\r\nContent-Length: 100\r\n"
+        ).encode()
+        + auth
+        + b"\r\n"
+        + b"{"
+    )  # 1 of 100 bytes, then nothing
     assert gw.server.host and gw.server.port
     reader, writer = await asyncio.open_connection(gw.server.host, gw.server.port)
     try:
@@ -1077,7 +1394,8 @@ async def test_stalled_admin_body_times_out(gw: TestClient, monkeypatch: pytest.
 
 
 async def test_failed_login_log_hides_unknown_user_names(
-        gw: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    gw: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
     """L5: a password typed into the user field is not logged; the known name is."""
     caplog.set_level("WARNING", logger="web.auth")
     for user in ("Typed-password-77", "admin"):

@@ -57,8 +57,9 @@ class Gateway:
 
     async def wait_ready(self, timeout: float = 20.0) -> None:
         """Wait until /healthz answers."""
-        await wait_healthy(self.base, lambda: self.proc.returncode is not None,
-                           lambda: self.output, timeout)
+        await wait_healthy(
+            self.base, lambda: self.proc.returncode is not None, lambda: self.output, timeout
+        )
 
     async def wait_exit(self, timeout: float) -> int:
         """Wait for the process to exit; return its exit code."""
@@ -75,15 +76,36 @@ async def gateway_proc(fake_ollama: FakeOllama, tmp_path: Path) -> AsyncIterator
     async def start(extra_yaml: str = "auth: none\n") -> Gateway:
         port = _free_port()
         config = tmp_path / "config.yaml"
-        config.write_text(f"host: 127.0.0.1\nport: {port}\nollama_url: {fake_ollama.url}\n"
-                          f"data_dir: {tmp_path / 'data'}\n"
-                          f"shutdown_timeout: {SHUTDOWN_TIMEOUT}\n{extra_yaml}")
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PORT", "HOST", "OLLAMA_URL", "DATA_DIR", "ADMIN_PASSWORD",
-                            "SESSION_SECRET", "LOG_FORMAT", "LOG_LEVEL")}
+        config.write_text(
+            f"host: 127.0.0.1\nport: {port}\nollama_url: {fake_ollama.url}\n"
+            f"data_dir: {tmp_path / 'data'}\n"
+            f"shutdown_timeout: {SHUTDOWN_TIMEOUT}\n{extra_yaml}"
+        )
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in (
+                "PORT",
+                "HOST",
+                "OLLAMA_URL",
+                "DATA_DIR",
+                "ADMIN_PASSWORD",
+                "SESSION_SECRET",
+                "LOG_FORMAT",
+                "LOG_LEVEL",
+            )
+        }
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "gateway.py"), "--config", str(config), cwd=tmp_path,
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            sys.executable,
+            str(ROOT / "gateway.py"),
+            "--config",
+            str(config),
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         gw = Gateway(proc, port)
         started.append(gw)
         await gw.wait_ready()
@@ -99,8 +121,12 @@ async def gateway_proc(fake_ollama: FakeOllama, tmp_path: Path) -> AsyncIterator
 def _chat_route_exists(tmp_path: Path) -> bool:
     """True once the /v1 chat route is registered in create_app."""
     app = create_app(parse_config("", env={}).replace(data_dir=str(tmp_path / "probe")))
-    return any(r.method == "POST" and r.resource is not None
-               and r.resource.canonical == "/v1/chat/completions" for r in app.router.routes())
+    return any(
+        r.method == "POST"
+        and r.resource is not None
+        and r.resource.canonical == "/v1/chat/completions"
+        for r in app.router.routes()
+    )
 
 
 async def test_startup_lines_and_idle_sigterm(gateway_proc: Any) -> None:
@@ -141,8 +167,14 @@ async def test_port_in_use_is_a_clear_error(gateway_proc: Any, tmp_path: Path) -
     config = tmp_path / "clash.yaml"
     config.write_text(f"host: 127.0.0.1\nport: {gw.port}\ndata_dir: {tmp_path / 'd2'}\n")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "gateway.py"), "--config", str(config), cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        str(ROOT / "gateway.py"),
+        "--config",
+        str(config),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{gw.port}" in out.decode()
@@ -152,11 +184,18 @@ async def test_port_in_use_is_a_clear_error(gateway_proc: Any, tmp_path: Path) -
 async def test_unusable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a directory")
     config = tmp_path / "c.yaml"
-    config.write_text(f"host: 127.0.0.1\nport: {_free_port()}\n"
-                      f"data_dir: {tmp_path / 'a-file' / 'data'}\n")
+    config.write_text(
+        f"host: 127.0.0.1\nport: {_free_port()}\ndata_dir: {tmp_path / 'a-file' / 'data'}\n"
+    )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "gateway.py"), "--config", str(config), cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        str(ROOT / "gateway.py"),
+        "--config",
+        str(config),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     text = out.decode()
     assert proc.returncode == 1, text
@@ -168,8 +207,14 @@ async def test_bad_config_exits_2_naming_the_setting(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("port: 3000\nlog_format: xml\n")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "gateway.py"), "--config", str(config), cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        str(ROOT / "gateway.py"),
+        "--config",
+        str(config),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert "line 2" in err.decode() and "log_format" in err.decode()
@@ -184,38 +229,57 @@ async def _read_sse(resp: aiohttp.ClientResponse) -> AsyncIterator[str]:
 
 
 async def test_sigterm_finishes_requests_and_ends_streams(
-        gateway_proc: Any, fake_ollama: FakeOllama, tmp_path: Path) -> None:
+    gateway_proc: Any, fake_ollama: FakeOllama, tmp_path: Path
+) -> None:
     if not _chat_route_exists(tmp_path):
         pytest.skip("POST /v1/chat/completions is not registered yet (api engineer's work)")
     # A real key, made with the CLI before the server starts (auth: keys).
     config = tmp_path / "cli.yaml"
     config.write_text(f"data_dir: {tmp_path / 'data'}\n")
     made = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "gateway.py"), "--config", str(config), "keys", "create",
-        "shutdown-test", "--models", "*", cwd=tmp_path, stdout=asyncio.subprocess.PIPE)
+        sys.executable,
+        str(ROOT / "gateway.py"),
+        "--config",
+        str(config),
+        "keys",
+        "create",
+        "shutdown-test",
+        "--models",
+        "*",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+    )
     out, _ = await asyncio.wait_for(made.communicate(), 30)
     assert made.returncode == 0
     secret = out.decode().strip().splitlines()[-1]
     auth = {"Authorization": f"Bearer {secret}"}
     gw = await gateway_proc("auth: keys\n")
     # A stream that would run for 20 s, and a non-streaming answer that takes about 1.5 s.
-    fake_ollama.push("chat", Script(lines=[{"message": {"content": f"s{i} "}}
-                                           for i in range(100)], delay=0.2))
-    fake_ollama.push("chat", Script(lines=[{"message": {"content": f"w{i} "}}
-                                           for i in range(5)], delay=0.3))
+    fake_ollama.push(
+        "chat", Script(lines=[{"message": {"content": f"s{i} "}} for i in range(100)], delay=0.2)
+    )
+    fake_ollama.push(
+        "chat", Script(lines=[{"message": {"content": f"w{i} "}} for i in range(5)], delay=0.3)
+    )
     messages = [{"role": "user", "content": "hello"}]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        stream = await session.post(gw.base + "/v1/chat/completions", json={
-            "model": "llama3.2", "stream": True, "messages": messages},
-            headers={"X-Request-ID": "shutdown-stream", **auth})
+        stream = await session.post(
+            gw.base + "/v1/chat/completions",
+            json={"model": "llama3.2", "stream": True, "messages": messages},
+            headers={"X-Request-ID": "shutdown-stream", **auth},
+        )
         assert stream.status == 200
         frames = _read_sse(stream)
         first = json.loads(await anext(frames))
         assert first["object"] == "chat.completion.chunk"
 
-        slow = asyncio.create_task(session.post(gw.base + "/v1/chat/completions", json={
-            "model": "llama3.2", "stream": False, "messages": messages},
-            headers={"X-Request-ID": "shutdown-slow", **auth}))
+        slow = asyncio.create_task(
+            session.post(
+                gw.base + "/v1/chat/completions",
+                json={"model": "llama3.2", "stream": False, "messages": messages},
+                headers={"X-Request-ID": "shutdown-slow", **auth},
+            )
+        )
         while len(fake_ollama.bodies("/api/chat")) < 2:
             await asyncio.sleep(0.02)
         sigterm_at = time.monotonic()
@@ -229,8 +293,9 @@ async def test_sigterm_finishes_requests_and_ends_streams(
         assert errors[0]["message"]
 
         # No new connections are accepted once shutdown has begun.
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
-                                         timeout=aiohttp.ClientTimeout(total=3)) as fresh:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True), timeout=aiohttp.ClientTimeout(total=3)
+        ) as fresh:
             with pytest.raises(aiohttp.ClientConnectionError):
                 async with fresh.get(gw.base + "/healthz") as r:
                     await r.read()
@@ -246,8 +311,12 @@ async def test_sigterm_finishes_requests_and_ends_streams(
     assert "Traceback" not in gw.output, gw.output
     # Usage was flushed to disk before exit: both requests are recorded.
     with contextlib.closing(sqlite3.connect(tmp_path / "data" / "usage.db")) as db:
-        rows = dict(db.execute("SELECT request_id, status FROM requests WHERE request_id "
-                               "IN ('shutdown-stream', 'shutdown-slow')").fetchall())
+        rows = dict(
+            db.execute(
+                "SELECT request_id, status FROM requests WHERE request_id "
+                "IN ('shutdown-stream', 'shutdown-slow')"
+            ).fetchall()
+        )
     assert rows.get("shutdown-slow") == 200, rows
     assert "shutdown-stream" in rows, rows
     # The key's debounced request counter was saved at shutdown too.
@@ -264,8 +333,9 @@ def test_help_without_a_command_lists_the_commands(capsys: pytest.CaptureFixture
     assert "--config PATH" in out and "keys create|list|revoke" in out
 
 
-def test_help_after_a_command_reaches_the_cli(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_after_a_command_reaches_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from gateway import main
 
     config = tmp_path / "c.yaml"

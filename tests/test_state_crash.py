@@ -23,8 +23,17 @@ from tests.test_auth import NEW_PW, basic
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = basic("admin", NEW_PW)
 # Settings the machine's environment could set; the subprocess must only see its config.
-_ENV_SETTINGS = ("HOST", "PORT", "OLLAMA_URL", "DATA_DIR", "SESSION_SECRET", "ADMIN_PASSWORD",
-                 "LOG_FORMAT", "LOG_LEVEL", "METRICS_TOKEN")
+_ENV_SETTINGS = (
+    "HOST",
+    "PORT",
+    "OLLAMA_URL",
+    "DATA_DIR",
+    "SESSION_SECRET",
+    "ADMIN_PASSWORD",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+    "METRICS_TOKEN",
+)
 
 
 def free_port() -> int:
@@ -37,15 +46,17 @@ def free_port() -> int:
 class GatewayProcess:
     """`python gateway.py --config …` as a subprocess on a free 127.0.0.1 port."""
 
-    def __init__(self, tmp_path: Path, ollama_url: str = "http://127.0.0.1:9",
-                 extra_yaml: str = "") -> None:
+    def __init__(
+        self, tmp_path: Path, ollama_url: str = "http://127.0.0.1:9", extra_yaml: str = ""
+    ) -> None:
         self.port = free_port()
         self.data = tmp_path / "data"
         self.config = tmp_path / "config.yaml"
         self.log = tmp_path / "gateway.log"
         self.config.write_text(
             f"host: 127.0.0.1\nport: {self.port}\ndata_dir: {self.data}\n"
-            f"ollama_url: {ollama_url}\nadmin_password: {NEW_PW}\n{extra_yaml}")
+            f"ollama_url: {ollama_url}\nadmin_password: {NEW_PW}\n{extra_yaml}"
+        )
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -54,15 +65,20 @@ class GatewayProcess:
         env = {k: v for k, v in os.environ.items() if k not in _ENV_SETTINGS}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "gateway.py", "--config", str(self.config)], cwd=ROOT,
-                env=env, stdout=log, stderr=subprocess.STDOUT)
+                [sys.executable, "gateway.py", "--config", str(self.config)],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     async def ready(self, timeout: float = 30.0) -> None:
         """Wait until /healthz answers."""
         assert self.proc is not None
         proc = self.proc
-        await wait_healthy(self.url, lambda: proc.poll() is not None,
-                           lambda: self.log.read_text()[-3000:], timeout)
+        await wait_healthy(
+            self.url, lambda: proc.poll() is not None, lambda: self.log.read_text()[-3000:], timeout
+        )
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks run."""
@@ -115,20 +131,23 @@ async def test_sigkill_mid_writes_keeps_every_acknowledged_write(gateway_process
         while not stop.is_set():
             n += 1
             try:
-                async with session.post(gw.url + "/admin/api/keys",
-                                        json={"name": f"w{w}-{n}", "models": ["*"]}) as r:
+                async with session.post(
+                    gw.url + "/admin/api/keys", json={"name": f"w{w}-{n}", "models": ["*"]}
+                ) as r:
                     if r.status != 201:
                         return
                     body = await r.json()
                 created[body["id"]] = body
-                async with session.patch(f"{gw.url}/admin/api/keys/{body['id']}",
-                                         json={"notes": "patched"}) as r:
+                async with session.patch(
+                    f"{gw.url}/admin/api/keys/{body['id']}", json={"notes": "patched"}
+                ) as r:
                     if r.status == 200:
                         await r.read()
                         patched.add(body["id"])
                 if w == 0:
-                    async with session.patch(gw.url + "/admin/api/settings",
-                                             json={"key_rotation_grace": n}) as r:
+                    async with session.patch(
+                        gw.url + "/admin/api/settings", json={"key_rotation_grace": n}
+                    ) as r:
                         if r.status == 200:
                             await r.read()
                             settings.append(n)
@@ -173,8 +192,9 @@ async def test_corrupt_state_stops_startup_with_restore_hint(gateway_process: An
     await gw.ready()
     async with aiohttp.ClientSession(headers=ADMIN) as session:
         for name in ("a", "b"):
-            async with session.post(gw.url + "/admin/api/keys",
-                                    json={"name": name, "models": ["*"]}) as r:
+            async with session.post(
+                gw.url + "/admin/api/keys", json={"name": name, "models": ["*"]}
+            ) as r:
                 assert r.status == 201
     assert gw.stop() == 0
     sf = StateFile(gw.data)
@@ -190,6 +210,8 @@ async def test_corrupt_state_stops_startup_with_restore_hint(gateway_process: An
     sf.path.write_text(good_bak)
     gw.start()
     await gw.ready()
-    async with aiohttp.ClientSession(headers=ADMIN) as session, \
-            session.get(gw.url + "/admin/api/keys") as r:
+    async with (
+        aiohttp.ClientSession(headers=ADMIN) as session,
+        session.get(gw.url + "/admin/api/keys") as r,
+    ):
         assert [k["name"] for k in (await r.json())["keys"]] == ["a"]

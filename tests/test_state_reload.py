@@ -37,15 +37,20 @@ def write(path: Path, data_dir: Path, url: str, extra: str = "") -> None:
     path.write_text(f"data_dir: {data_dir}\nollama_url: {url}\n{extra}")
 
 
-async def test_changes_apply_without_restart(aiohttp_client: Any, fake_ollama: Any,
-                                             tmp_path: Path) -> None:
+async def test_changes_apply_without_restart(
+    aiohttp_client: Any, fake_ollama: Any, tmp_path: Path
+) -> None:
     cfg, data = tmp_path / "config.yaml", tmp_path / "data"
     write(cfg, data, fake_ollama.url, "reasoning_output: hidden\n")
     client = await start(aiohttp_client, cfg)
     registry = client.app[REGISTRY]
     assert registry.setting("reasoning_output") == "hidden"
-    write(cfg, data, "http://127.0.0.1:9", "reasoning_output: both\nmodels:\n  llama3.2:\n"
-          "    overrides: {temperature: 0.1}\n")
+    write(
+        cfg,
+        data,
+        "http://127.0.0.1:9",
+        "reasoning_output: both\nmodels:\n  llama3.2:\n    overrides: {temperature: 0.1}\n",
+    )
     await until(lambda: registry.setting("reasoning_output") == "both")
     assert client.app[UPSTREAM].base_url == "http://127.0.0.1:9"
     assert registry.model_settings("llama3.2").overrides == {"temperature": 0.1}
@@ -55,9 +60,9 @@ async def test_changes_apply_without_restart(aiohttp_client: Any, fake_ollama: A
     assert client.app[UPSTREAM].base_url == fake_ollama.url
 
 
-async def test_invalid_edit_refused_last_good_config_stays(aiohttp_client: Any,
-                                                           fake_ollama: Any, tmp_path: Path,
-                                                           caplog: Any) -> None:
+async def test_invalid_edit_refused_last_good_config_stays(
+    aiohttp_client: Any, fake_ollama: Any, tmp_path: Path, caplog: Any
+) -> None:
     cfg, data = tmp_path / "config.yaml", tmp_path / "data"
     write(cfg, data, fake_ollama.url, "reasoning_output: hidden\n")
     client = await start(aiohttp_client, cfg)
@@ -80,20 +85,21 @@ async def test_invalid_edit_refused_last_good_config_stays(aiohttp_client: Any,
     await until(lambda: registry.setting("reasoning_output") == "inline")
 
 
-async def test_restart_only_settings_warn(aiohttp_client: Any, fake_ollama: Any,
-                                          tmp_path: Path, caplog: Any) -> None:
+async def test_restart_only_settings_warn(
+    aiohttp_client: Any, fake_ollama: Any, tmp_path: Path, caplog: Any
+) -> None:
     cfg, data = tmp_path / "config.yaml", tmp_path / "data"
     write(cfg, data, fake_ollama.url)
     client = await start(aiohttp_client, cfg)
     with caplog.at_level(logging.WARNING, logger="state.reload"):
         write(cfg, data, fake_ollama.url, "port: 4242\n")
-        await until(lambda: any("only after a restart" in r.getMessage()
-                                for r in caplog.records))
+        await until(lambda: any("only after a restart" in r.getMessage() for r in caplog.records))
     assert client.app[REGISTRY].config.port == 4242
 
 
-async def test_switching_to_auth_none_is_logged_loudly(aiohttp_client: Any, fake_ollama: Any,
-                                                        tmp_path: Path, caplog: Any) -> None:
+async def test_switching_to_auth_none_is_logged_loudly(
+    aiohttp_client: Any, fake_ollama: Any, tmp_path: Path, caplog: Any
+) -> None:
     cfg, data = tmp_path / "config.yaml", tmp_path / "data"
     write(cfg, data, fake_ollama.url)
     client = await start(aiohttp_client, cfg)

@@ -55,16 +55,18 @@ def test_failed_write_leaves_previous_version(tmp_path: Path, monkeypatch: Any) 
     assert not list(tmp_path.glob(".state.json.*.tmp"))  # temp file cleaned up
 
 
-@pytest.mark.parametrize(("content", "reason"), [
-    (b"{not json", "not valid JSON"),
-    (b"[]", "not a JSON object"),
-    (b'{"keys": []}', "no valid `version`"),
-    (b'{"version": "1"}', "no valid `version`"),
-    (b'{"version": 1, "keys": {}}', "`keys` is not a list"),
-    (b"\xff\xfe", "not valid JSON"),
-])
-def test_corrupt_file_names_file_and_backup(tmp_path: Path, content: bytes,
-                                            reason: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[]", "not a JSON object"),
+        (b'{"keys": []}', "no valid `version`"),
+        (b'{"version": "1"}', "no valid `version`"),
+        (b'{"version": 1, "keys": {}}', "`keys` is not a list"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
+)
+def test_corrupt_file_names_file_and_backup(tmp_path: Path, content: bytes, reason: str) -> None:
     sf = StateFile(tmp_path)
     sf.write(empty_state())
     sf.write(empty_state())  # now a .bak exists
@@ -101,10 +103,14 @@ def test_newer_version_refused(tmp_path: Path) -> None:
 
 def test_migrations_run_in_order(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr(store_mod, "VERSION", 3)
-    monkeypatch.setattr(store_mod, "MIGRATIONS", {
-        1: lambda d: {**d, "settings": {**d.get("settings", {}), "m1": True}},
-        2: lambda d: {**d, "settings": {**d["settings"], "m2": d["settings"]["m1"]}},
-    })
+    monkeypatch.setattr(
+        store_mod,
+        "MIGRATIONS",
+        {
+            1: lambda d: {**d, "settings": {**d.get("settings", {}), "m1": True}},
+            2: lambda d: {**d, "settings": {**d["settings"], "m2": d["settings"]["m1"]}},
+        },
+    )
     sf = StateFile(tmp_path)
     sf.path.write_text(json.dumps({"version": 1, "keys": [], "settings": {}}))
     doc, _ = sf.read()
@@ -123,6 +129,7 @@ def test_stale_temp_files_removed(tmp_path: Path) -> None:
 
 async def test_gateway_refuses_to_start_on_corrupt_state(tmp_path: Path) -> None:
     from aiohttp.test_utils import TestServer
+
     data = tmp_path / "data"
     sf = StateFile(data)
     sf.write(empty_state())
@@ -153,6 +160,7 @@ async def test_keys_created_through_sync_api_are_saved(make_gateway: Any) -> Non
 
 async def test_keys_created_before_start_are_kept(tmp_path: Path) -> None:
     from aiohttp.test_utils import TestServer
+
     data = tmp_path / "data"
     StateFile(data).write(empty_state())
     app = create_app(Config(data_dir=str(data), ollama_url="http://127.0.0.1:9"))
@@ -174,6 +182,7 @@ def test_constant_time_comparison_used(monkeypatch: Any) -> None:
     import hmac
 
     from state import registry as registry_mod
+
     calls: list[tuple[str, str]] = []
     real = hmac.compare_digest
 
@@ -196,6 +205,7 @@ async def test_counters_exact_under_concurrent_writes(make_gateway: Any) -> None
     import asyncio
 
     from cli import run_cli
+
     client = await make_gateway()
     registry = client.app[REGISTRY]
     registry.flush_delay = 0.001
@@ -209,8 +219,10 @@ async def test_counters_exact_under_concurrent_writes(make_gateway: Any) -> None
 
     async def admin_writes() -> None:
         for i in range(20):
+
             def op(state: Any, i: int = i) -> None:
                 state.settings["key_rotation_grace"] = i
+
             await registry.mutate(op)
 
     def cli_writes() -> None:

@@ -33,15 +33,27 @@ async def seed(client: TestClient, n: int = 30) -> dict[str, str]:
     now = time.time()
     for i in range(n):
         key = (alice, bob, None)[i % 3]
-        client.app[USAGE].record(RequestRecord(
-            ts=now - 60 * i, key_id=key.id if key else None, key_name=key.name if key else None,
-            endpoint="/v1/chat/completions", model="llama3.2",
-            ollama_model="llama3.2:latest" if key else None,
-            status=200 if key else 401, error_code=None if key else "invalid_api_key",
-            prompt_tokens=10 if key else 0, completion_tokens=i if key else 0,
-            latency_ms=100.0 + i, ttft_ms=20.0 if key else None, request_id=f"req-{i}",
-            client_ip="127.0.0.1", user_agent="=HYPERLINK(\"http://x\")" if i == 1 else "sdk",
-            stream=i % 2 == 0, cancelled=i == 4))
+        client.app[USAGE].record(
+            RequestRecord(
+                ts=now - 60 * i,
+                key_id=key.id if key else None,
+                key_name=key.name if key else None,
+                endpoint="/v1/chat/completions",
+                model="llama3.2",
+                ollama_model="llama3.2:latest" if key else None,
+                status=200 if key else 401,
+                error_code=None if key else "invalid_api_key",
+                prompt_tokens=10 if key else 0,
+                completion_tokens=i if key else 0,
+                latency_ms=100.0 + i,
+                ttft_ms=20.0 if key else None,
+                request_id=f"req-{i}",
+                client_ip="127.0.0.1",
+                user_agent='=HYPERLINK("http://x")' if i == 1 else "sdk",
+                stream=i % 2 == 0,
+                cancelled=i == 4,
+            )
+        )
     await client.app[USAGE].flush()
     return {"alice": alice.id, "bob": bob.id}
 
@@ -72,10 +84,15 @@ async def test_usage_aggregates(gateway: TestClient) -> None:
     assert t["completion_tokens"] == sum(i for i in range(30) if i % 3 != 2)
     assert data["bucket_seconds"] == 3600 and sum(p["requests"] for p in data["series"]) == 30
     assert data["filter"] == {"range": "24h"}
-    assert {(k["key_id"], k["key_name"], k["requests"]) for k in data["keys"]} == \
-        {(ids["alice"], "alice", 10), (ids["bob"], "bob", 10), (None, None, 10)}
-    assert {(m["model"], m["requests"]) for m in data["models"]} == \
-        {("llama3.2:latest", 20), ("llama3.2", 10)}
+    assert {(k["key_id"], k["key_name"], k["requests"]) for k in data["keys"]} == {
+        (ids["alice"], "alice", 10),
+        (ids["bob"], "bob", 10),
+        (None, None, 10),
+    }
+    assert {(m["model"], m["requests"]) for m in data["models"]} == {
+        ("llama3.2:latest", 20),
+        ("llama3.2", 10),
+    }
     # A renamed key shows under its current name.
     gateway.app[REGISTRY].keys[ids["bob"]].name = "robert"
     only = await get_json(gateway, f"/admin/api/usage?range=24h&key={ids['bob']}")
@@ -88,20 +105,42 @@ async def test_requests_rows_filters_and_pages(gateway: TestClient) -> None:
     assert [r["request_id"] for r in page["data"]] == ["req-0", "req-1", "req-2", "req-3"]
     assert page["has_more"] is True and page["page"] == 1
     first = page["data"][0]
-    assert {k: first[k] for k in ("key_id", "endpoint", "model", "ollama_model", "stream",
-                                  "status", "prompt_tokens", "completion_tokens",
-                                  "total_tokens", "latency_ms", "ttft_ms", "cancelled")} == {
-        "key_id": ids["alice"], "endpoint": "/v1/chat/completions", "model": "llama3.2",
-        "ollama_model": "llama3.2:latest", "stream": True, "status": 200, "prompt_tokens": 10,
-        "completion_tokens": 0, "total_tokens": 10, "latency_ms": 100.0, "ttft_ms": 20.0,
-        "cancelled": False}
+    assert {
+        k: first[k]
+        for k in (
+            "key_id",
+            "endpoint",
+            "model",
+            "ollama_model",
+            "stream",
+            "status",
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "latency_ms",
+            "ttft_ms",
+            "cancelled",
+        )
+    } == {
+        "key_id": ids["alice"],
+        "endpoint": "/v1/chat/completions",
+        "model": "llama3.2",
+        "ollama_model": "llama3.2:latest",
+        "stream": True,
+        "status": 200,
+        "prompt_tokens": 10,
+        "completion_tokens": 0,
+        "total_tokens": 10,
+        "latency_ms": 100.0,
+        "ttft_ms": 20.0,
+        "cancelled": False,
+    }
     last = await get_json(gateway, "/admin/api/requests?per_page=4&page=8")
     assert [r["request_id"] for r in last["data"]] == ["req-28", "req-29"]
     assert last["has_more"] is False
     refused = await get_json(gateway, "/admin/api/requests?key=none&status=401")
     assert len(refused["data"]) == 10
-    assert {(r["status"], r["error_code"]) for r in refused["data"]} == \
-        {(401, "invalid_api_key")}
+    assert {(r["status"], r["error_code"]) for r in refused["data"]} == {(401, "invalid_api_key")}
     bob = await get_json(gateway, f"/admin/api/requests?key={ids['bob']}&status=ok")
     assert [r["request_id"] for r in bob["data"]] == [f"req-{i}" for i in range(1, 30, 3)]
     cancelled = await get_json(gateway, "/admin/api/requests?status=cancelled")
@@ -110,13 +149,20 @@ async def test_requests_rows_filters_and_pages(gateway: TestClient) -> None:
     assert len(model["data"]) == 20
 
 
-@pytest.mark.parametrize(("query", "field"), [
-    ("status=teapot", "status"), ("since=yesterday", "since"), ("range=2w", "range"),
-    ("per_page=0", "per_page"), ("page=x", "page"),
-    ("since=2026-09-02&until=2026-09-01", "until"),
-])
-async def test_bad_filters_are_400_naming_the_field(gateway: TestClient, query: str,
-                                                    field: str) -> None:
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("status=teapot", "status"),
+        ("since=yesterday", "since"),
+        ("range=2w", "range"),
+        ("per_page=0", "per_page"),
+        ("page=x", "page"),
+        ("since=2026-09-02&until=2026-09-01", "until"),
+    ],
+)
+async def test_bad_filters_are_400_naming_the_field(
+    gateway: TestClient, query: str, field: str
+) -> None:
     for path in ("/admin/api/requests", "/admin/api/usage", "/admin/api/usage.csv"):
         if field in ("page", "per_page") and path != "/admin/api/requests":
             continue
@@ -124,8 +170,9 @@ async def test_bad_filters_are_400_naming_the_field(gateway: TestClient, query: 
         assert body["error"]["field"] == field and body["error"]["message"]
 
 
-async def test_csv_export_of_filtered_rows(gateway: TestClient,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_csv_export_of_filtered_rows(
+    gateway: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import web.usage_api
 
     monkeypatch.setattr(web.usage_api, "CSV_BATCH", 7)  # several batches, keyset paging
@@ -140,9 +187,12 @@ async def test_csv_export_of_filtered_rows(gateway: TestClient,
     assert rows[0]["stream"] == "false" and rows[0]["prompt_tokens"] == "10"
     assert rows[0]["completion_tokens"] == "1" and rows[0]["ttft_ms"] == "20.0"
     # A user agent that a spreadsheet would run as a formula is defused.
-    assert rows[0]["user_agent"] == "'=HYPERLINK(\"http://x\")"
-    everything = list(csv.DictReader(io.StringIO(
-        await (await gateway.get("/admin/api/usage.csv", headers=BASIC)).text())))
+    assert rows[0]["user_agent"] == '\'=HYPERLINK("http://x")'
+    everything = list(
+        csv.DictReader(
+            io.StringIO(await (await gateway.get("/admin/api/usage.csv", headers=BASIC)).text())
+        )
+    )
     assert len(everything) == 30
     empty = await gateway.get("/admin/api/usage.csv?model=nothing", headers=BASIC)
     assert (await empty.text()).splitlines() == [",".join(web.usage_api.CSV_FIELDS)]
@@ -186,8 +236,10 @@ async def test_key_usage_summary_and_keys_page(gateway: TestClient) -> None:
     assert summary is not None
     assert (summary["requests"], summary["prompt_tokens"], summary["errors"]) == (10, 100, 0)
     assert summary["series"][-1]["requests"] + summary["series"][-2]["requests"] == 10
-    assert str(summary["svg"]).startswith("<svg") and summary["url"] == \
-        f"/admin/usage?key={ids['alice']}&range=7d"
+    assert (
+        str(summary["svg"]).startswith("<svg")
+        and summary["url"] == f"/admin/usage?key={ids['alice']}&range=7d"
+    )
     html = await (await gateway.get("/admin/keys", headers=BASIC)).text()
     assert "10 requests" in html and f"/admin/usage?key={ids['alice']}&amp;range=7d" in html
 
@@ -207,9 +259,14 @@ async def test_unavailable_database_is_503_not_500(make_gateway: Any, tmp_path: 
 
 async def test_usage_page_shows_stored_content_escaped(make_gateway: Any) -> None:
     client = await make_gateway(admin_password=PASSWORD, content_logging=True)
-    client.app[USAGE].record(RequestRecord(endpoint="/v1/chat/completions", request_id="c1",
-                                           prompt_text="<img src=x onerror=alert(1)>",
-                                           response_text="x" * 5000))
+    client.app[USAGE].record(
+        RequestRecord(
+            endpoint="/v1/chat/completions",
+            request_id="c1",
+            prompt_text="<img src=x onerror=alert(1)>",
+            response_text="x" * 5000,
+        )
+    )
     client.app[USAGE].record(RequestRecord(endpoint="/v1/chat/completions", request_id="c2"))
     await client.app[USAGE].flush()
     html = await (await client.get("/admin/usage", headers=BASIC)).text()

@@ -19,10 +19,17 @@ NOW = 1_790_000_000.0  # a fixed "now" (2026-09-21) so time buckets are determin
 
 def rec(**kw: Any) -> RequestRecord:
     """A record with sensible defaults for tests."""
-    base: dict[str, Any] = {"ts": NOW - 60, "key_id": "k1", "key_name": "alice",
-                            "endpoint": "/v1/chat/completions", "model": "llama3",
-                            "ollama_model": "llama3:latest", "prompt_tokens": 10,
-                            "completion_tokens": 5, "latency_ms": 200.0}
+    base: dict[str, Any] = {
+        "ts": NOW - 60,
+        "key_id": "k1",
+        "key_name": "alice",
+        "endpoint": "/v1/chat/completions",
+        "model": "llama3",
+        "ollama_model": "llama3:latest",
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "latency_ms": 200.0,
+    }
     base.update(kw)
     return RequestRecord(**base)
 
@@ -59,8 +66,7 @@ def test_migrations_are_versioned_and_idempotent(tmp_path: Path) -> None:
 def test_migration_2_backfills_daily_rollups(tmp_path: Path) -> None:
     path = tmp_path / "usage.db"
     c = usage_db.open_db(path)
-    usage_db.insert_batch(c, [rec(ts=NOW - 5000 * i, key_id=f"k{i % 2}") for i in range(60)],
-                          False)
+    usage_db.insert_batch(c, [rec(ts=NOW - 5000 * i, key_id=f"k{i % 2}") for i in range(60)], False)
     before = c.execute("SELECT * FROM rollup_day ORDER BY day, key_id, model").fetchall()
     c.execute("DROP TABLE rollup_day")  # back to what schema version 1 had
     c.execute("PRAGMA user_version = 1")
@@ -74,21 +80,37 @@ def test_migration_2_backfills_daily_rollups(tmp_path: Path) -> None:
 
 # -- inserts and rollups ----------------------------------------------------------------------
 def test_rollups_match_raw_rows(conn: sqlite3.Connection) -> None:
-    recs = [rec(ts=NOW - i * 700, key_id=f"k{i % 3}", key_name=f"name{i % 3}",
-                ollama_model=f"m{i % 2}:latest", status=200 if i % 4 else 500,
-                prompt_tokens=i, completion_tokens=2 * i, reasoning_tokens=i % 2,
-                latency_ms=10.0 * i, ttft_ms=None if i % 5 == 0 else float(i),
-                cancelled=i % 7 == 0) for i in range(300)]
+    recs = [
+        rec(
+            ts=NOW - i * 700,
+            key_id=f"k{i % 3}",
+            key_name=f"name{i % 3}",
+            ollama_model=f"m{i % 2}:latest",
+            status=200 if i % 4 else 500,
+            prompt_tokens=i,
+            completion_tokens=2 * i,
+            reasoning_tokens=i % 2,
+            latency_ms=10.0 * i,
+            ttft_ms=None if i % 5 == 0 else float(i),
+            cancelled=i % 7 == 0,
+        )
+        for i in range(300)
+    ]
     usage_db.insert_batch(conn, recs[:150], False)
     usage_db.insert_batch(conn, recs[150:], False)  # second batch updates existing cells
-    raw = conn.execute("SELECT COUNT(*), SUM(status >= 400), SUM(cancelled), SUM(prompt_tokens),"
-                       " SUM(completion_tokens), SUM(reasoning_tokens) FROM requests").fetchone()
-    rolled = conn.execute("SELECT SUM(requests), SUM(errors), SUM(cancelled), "
-                          "SUM(prompt_tokens), SUM(completion_tokens), SUM(reasoning_tokens) "
-                          "FROM rollup_hour").fetchone()
+    raw = conn.execute(
+        "SELECT COUNT(*), SUM(status >= 400), SUM(cancelled), SUM(prompt_tokens),"
+        " SUM(completion_tokens), SUM(reasoning_tokens) FROM requests"
+    ).fetchone()
+    rolled = conn.execute(
+        "SELECT SUM(requests), SUM(errors), SUM(cancelled), "
+        "SUM(prompt_tokens), SUM(completion_tokens), SUM(reasoning_tokens) "
+        "FROM rollup_hour"
+    ).fetchone()
     assert raw == rolled == (300, 75, 43, sum(range(300)), 2 * sum(range(300)), 150)
-    hist = conn.execute(f"SELECT {'+'.join(usage_db.LAT_COLS)}, "
-                        f"{'+'.join(usage_db.TTFT_COLS)} FROM rollup_hour").fetchall()
+    hist = conn.execute(
+        f"SELECT {'+'.join(usage_db.LAT_COLS)}, {'+'.join(usage_db.TTFT_COLS)} FROM rollup_hour"
+    ).fetchall()
     assert sum(h[0] for h in hist) == 300 and sum(h[1] for h in hist) == 240
     per_cell = conn.execute("SELECT hour, key_id, model, requests FROM rollup_hour").fetchall()
     expected: dict[tuple[int, str, str], int] = {}
@@ -96,34 +118,56 @@ def test_rollups_match_raw_rows(conn: sqlite3.Connection) -> None:
         cell = (int(r.ts // 3600), r.key_id, r.ollama_model)
         expected[cell] = expected.get(cell, 0) + 1
     assert {(h, k, m): n for h, k, m, n in per_cell} == expected
-    cols = ", ".join(f"SUM({c})" for c in ("requests", "errors", "prompt_tokens",
-                                           "latency_ms_sum", "ttft_count", "lat_h10"))
+    cols = ", ".join(
+        f"SUM({c})"
+        for c in ("requests", "errors", "prompt_tokens", "latency_ms_sum", "ttft_count", "lat_h10")
+    )
     by_day = conn.execute(f"SELECT {cols} FROM rollup_day").fetchone()
     assert by_day == conn.execute(f"SELECT {cols} FROM rollup_hour").fetchone()
     days = conn.execute("SELECT day, SUM(requests) FROM rollup_day GROUP BY day").fetchall()
-    assert dict(days) == {d: sum(1 for r in recs if int(r.ts // 86400) == d)
-                          for d in {int(r.ts // 86400) for r in recs}}
+    assert dict(days) == {
+        d: sum(1 for r in recs if int(r.ts // 86400) == d)
+        for d in {int(r.ts // 86400) for r in recs}
+    }
 
 
 def test_refusal_without_key_or_model_is_stored(conn: sqlite3.Connection) -> None:
-    usage_db.insert_batch(conn, [rec(key_id=None, key_name=None, model=None, ollama_model=None,
-                                     status=401, error_code="invalid_api_key", prompt_tokens=0,
-                                     completion_tokens=0)], False)
+    usage_db.insert_batch(
+        conn,
+        [
+            rec(
+                key_id=None,
+                key_name=None,
+                model=None,
+                ollama_model=None,
+                status=401,
+                error_code="invalid_api_key",
+                prompt_tokens=0,
+                completion_tokens=0,
+            )
+        ],
+        False,
+    )
     got = usage_query.rows(conn, UsageFilter(key_id="none"), 1, 10)["data"]
-    assert [(r["status"], r["error_code"], r["key_id"]) for r in got] == \
-        [(401, "invalid_api_key", None)]
-    assert conn.execute("SELECT key_id, model, errors FROM rollup_hour").fetchall() == \
-        [("", "", 1)]
+    assert [(r["status"], r["error_code"], r["key_id"]) for r in got] == [
+        (401, "invalid_api_key", None)
+    ]
+    assert conn.execute("SELECT key_id, model, errors FROM rollup_hour").fetchall() == [("", "", 1)]
 
 
 def test_content_only_with_content_logging(conn: sqlite3.Connection) -> None:
     texts = {"prompt_text": "secret prompt", "response_text": "the answer"}
     usage_db.insert_batch(conn, [rec(request_id="off", **texts)], False)
     usage_db.insert_batch(conn, [rec(request_id="on", **texts), rec(request_id="plain")], True)
-    got = {r["request_id"]: (r["prompt_text"], r["response_text"])
-           for r in usage_query.rows(conn, UsageFilter(), 1, 10)["data"]}
-    assert got == {"off": (None, None), "on": ("secret prompt", "the answer"),
-                   "plain": (None, None)}
+    got = {
+        r["request_id"]: (r["prompt_text"], r["response_text"])
+        for r in usage_query.rows(conn, UsageFilter(), 1, 10)["data"]
+    }
+    assert got == {
+        "off": (None, None),
+        "on": ("secret prompt", "the answer"),
+        "plain": (None, None),
+    }
 
 
 def test_failed_batch_is_not_half_saved(conn: sqlite3.Connection) -> None:
@@ -145,12 +189,14 @@ def test_prune_by_age_rows_and_content(conn: sqlite3.Connection) -> None:
     assert (result.by_age, result.by_count, result.content) == (3, 2, 1)
     kept = [r["request_id"] for r in usage_query.rows(conn, UsageFilter(), 1, 50)["data"]]
     assert kept == ["new3", "new2", "new1", "new0", "mid2"]
-    assert conn.execute("SELECT MIN(hour) FROM rollup_hour").fetchone()[0] >= \
-        int((NOW - 30 * day) // 3600)
+    assert conn.execute("SELECT MIN(hour) FROM rollup_hour").fetchone()[0] >= int(
+        (NOW - 30 * day) // 3600
+    )
     assert count(conn) == 5 and count(conn, "content") == 4  # the row outlives its text
     later = NOW + 8 * day
-    assert usage_db.prune(conn, later, retention_days=0, retention_rows=0,
-                          content_days=7).content == 4
+    assert (
+        usage_db.prune(conn, later, retention_days=0, retention_rows=0, content_days=7).content == 4
+    )
     assert count(conn) == 5 and count(conn, "content") == 0
 
 
@@ -168,46 +214,89 @@ def test_prune_in_chunks(conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPat
 
 
 # -- filters ----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("query", "expected"), [
-    ({}, UsageFilter()),
-    ({"range": "24h"}, UsageFilter(since=NOW - 86400, range="24h")),
-    ({"range": "all"}, UsageFilter(range="all")),
-    ({"key": " k1 ", "model": "llama3:latest", "status": "ERROR"},
-     UsageFilter(key_id="k1", model="llama3:latest", status="error")),
-    ({"status": "429"}, UsageFilter(status="429")),
-    ({"since": "2026-09-01"}, UsageFilter(since=1788220800.0)),
-    ({"since": "2026-09-01T10:00:00Z", "until": "2026-09-01T14:00:00+02:00"},
-     UsageFilter(since=1788256800.0, until=1788264000.0)),
-    ({"until": "2026-09-01T10:00"}, UsageFilter(until=1788256800.0)),
-    ({"since": "1788220800", "range": "7d"}, UsageFilter(since=1788220800.0)),
-])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({}, UsageFilter()),
+        ({"range": "24h"}, UsageFilter(since=NOW - 86400, range="24h")),
+        ({"range": "all"}, UsageFilter(range="all")),
+        (
+            {"key": " k1 ", "model": "llama3:latest", "status": "ERROR"},
+            UsageFilter(key_id="k1", model="llama3:latest", status="error"),
+        ),
+        ({"status": "429"}, UsageFilter(status="429")),
+        ({"since": "2026-09-01"}, UsageFilter(since=1788220800.0)),
+        (
+            {"since": "2026-09-01T10:00:00Z", "until": "2026-09-01T14:00:00+02:00"},
+            UsageFilter(since=1788256800.0, until=1788264000.0),
+        ),
+        ({"until": "2026-09-01T10:00"}, UsageFilter(until=1788256800.0)),
+        ({"since": "1788220800", "range": "7d"}, UsageFilter(since=1788220800.0)),
+    ],
+)
 def test_parse_filter(query: dict[str, str], expected: UsageFilter) -> None:
     assert parse_filter(query, NOW) == expected
 
 
-@pytest.mark.parametrize(("query", "field", "message"), [
-    ({"status": "teapot"}, "status", "`status` must be an HTTP status code (e.g. 429) or one of "
-     "ok, error, 4xx, 5xx, cancelled; got 'teapot'."),
-    ({"status": "999"}, "status", "`status` must be an HTTP status code (e.g. 429) or one of "
-     "ok, error, 4xx, 5xx, cancelled; got '999'."),
-    ({"range": "2w"}, "range", "`range` must be one of 1h, 24h, 7d, 30d, 90d, all; got '2w'."),
-    ({"since": "yesterday"}, "since", "`since` must be an ISO 8601 date or time (e.g. "
-     "2026-11-01 or 2026-11-01T10:00:00Z) or epoch seconds; got 'yesterday'."),
-    ({"until": "-5"}, "until", "`until` must be between 1970-01-01 and one year from now; "
-     "got '-5'."),
-    ({"until": "nan"}, "until", "`until` must be between 1970-01-01 and one year from now; "
-     "got 'nan'."),
-    ({"since": "300000000000"}, "since", "`since` must be between 1970-01-01 and one year "
-     "from now; got '300000000000'."),
-    ({"since": "9999-12-31"}, "since", "`since` must be between 1970-01-01 and one year "
-     "from now; got '9999-12-31'."),
-    ({"since": "1969-12-31"}, "since", "`since` must be between 1970-01-01 and one year "
-     "from now; got '1969-12-31'."),
-    ({"since": "2026-09-02", "until": "2026-09-01"}, "until",
-     "`until` must be later than `since`."),
-    ({"since": "2026-09-01T10:00:00Z", "until": "2026-09-01T12:00:00+02:00"}, "until",
-     "`until` must be later than `since`."),
-])
+@pytest.mark.parametrize(
+    ("query", "field", "message"),
+    [
+        (
+            {"status": "teapot"},
+            "status",
+            "`status` must be an HTTP status code (e.g. 429) or one of "
+            "ok, error, 4xx, 5xx, cancelled; got 'teapot'.",
+        ),
+        (
+            {"status": "999"},
+            "status",
+            "`status` must be an HTTP status code (e.g. 429) or one of "
+            "ok, error, 4xx, 5xx, cancelled; got '999'.",
+        ),
+        ({"range": "2w"}, "range", "`range` must be one of 1h, 24h, 7d, 30d, 90d, all; got '2w'."),
+        (
+            {"since": "yesterday"},
+            "since",
+            "`since` must be an ISO 8601 date or time (e.g. "
+            "2026-11-01 or 2026-11-01T10:00:00Z) or epoch seconds; got 'yesterday'.",
+        ),
+        (
+            {"until": "-5"},
+            "until",
+            "`until` must be between 1970-01-01 and one year from now; got '-5'.",
+        ),
+        (
+            {"until": "nan"},
+            "until",
+            "`until` must be between 1970-01-01 and one year from now; got 'nan'.",
+        ),
+        (
+            {"since": "300000000000"},
+            "since",
+            "`since` must be between 1970-01-01 and one year from now; got '300000000000'.",
+        ),
+        (
+            {"since": "9999-12-31"},
+            "since",
+            "`since` must be between 1970-01-01 and one year from now; got '9999-12-31'.",
+        ),
+        (
+            {"since": "1969-12-31"},
+            "since",
+            "`since` must be between 1970-01-01 and one year from now; got '1969-12-31'.",
+        ),
+        (
+            {"since": "2026-09-02", "until": "2026-09-01"},
+            "until",
+            "`until` must be later than `since`.",
+        ),
+        (
+            {"since": "2026-09-01T10:00:00Z", "until": "2026-09-01T12:00:00+02:00"},
+            "until",
+            "`until` must be later than `since`.",
+        ),
+    ],
+)
 def test_parse_filter_errors(query: dict[str, str], field: str, message: str) -> None:
     with pytest.raises(FilterError) as info:
         parse_filter(query, NOW)
@@ -223,18 +312,26 @@ def test_default_range_and_query_roundtrip() -> None:
     assert parse_filter(g.query(), NOW) == g
 
 
-@pytest.mark.parametrize(("query", "expected"), [
-    ({}, (1, 50)), ({"page": "3", "per_page": "500"}, (3, 500)), ({"page": " 2 "}, (2, 50)),
-])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({}, (1, 50)),
+        ({"page": "3", "per_page": "500"}, (3, 500)),
+        ({"page": " 2 "}, (2, 50)),
+    ],
+)
 def test_parse_page(query: dict[str, str], expected: tuple[int, int]) -> None:
     assert parse_page(query) == expected
 
 
-@pytest.mark.parametrize(("query", "field", "message"), [
-    ({"page": "0"}, "page", "`page` must be between 1 and 1000000; got 0."),
-    ({"per_page": "501"}, "per_page", "`per_page` must be between 1 and 500; got 501."),
-    ({"per_page": "ten"}, "per_page", "`per_page` must be a whole number; got 'ten'."),
-])
+@pytest.mark.parametrize(
+    ("query", "field", "message"),
+    [
+        ({"page": "0"}, "page", "`page` must be between 1 and 1000000; got 0."),
+        ({"per_page": "501"}, "per_page", "`per_page` must be between 1 and 500; got 501."),
+        ({"per_page": "ten"}, "per_page", "`per_page` must be a whole number; got 'ten'."),
+    ],
+)
 def test_parse_page_errors(query: dict[str, str], field: str, message: str) -> None:
     with pytest.raises(FilterError) as info:
         parse_page(query)
@@ -242,10 +339,16 @@ def test_parse_page_errors(query: dict[str, str], field: str, message: str) -> N
 
 
 # -- percentiles and aggregates ---------------------------------------------------------------
-@pytest.mark.parametrize("values", [
-    [100.0] * 10, [float(v) for v in range(1, 1001)], [50.0, 60.0, 5000.0, 20000.0],
-    [3.0, 3.0, 4.0], [5e5, 4e5],
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        [100.0] * 10,
+        [float(v) for v in range(1, 1001)],
+        [50.0, 60.0, 5000.0, 20000.0],
+        [3.0, 3.0, 4.0],
+        [5e5, 4e5],
+    ],
+)
 def test_percentile_within_one_bucket(values: list[float]) -> None:
     hist = [0] * usage_db.HIST_BUCKETS
     for v in values:
@@ -262,23 +365,40 @@ def test_percentile_within_one_bucket(values: list[float]) -> None:
 
 
 def test_aggregates_series_totals_and_tops(conn: sqlite3.Connection) -> None:
-    recs = [rec(ts=NOW - 3600 * h - 1, key_id=k, key_name=k.upper(), ollama_model=m,
-                status=s, latency_ms=100.0, ttft_ms=20.0)
-            for h in range(5) for k, m, s in (("k1", "a:latest", 200), ("k1", "b:latest", 200),
-                                             ("k2", "a:latest", 429))]
+    recs = [
+        rec(
+            ts=NOW - 3600 * h - 1,
+            key_id=k,
+            key_name=k.upper(),
+            ollama_model=m,
+            status=s,
+            latency_ms=100.0,
+            ttft_ms=20.0,
+        )
+        for h in range(5)
+        for k, m, s in (("k1", "a:latest", 200), ("k1", "b:latest", 200), ("k2", "a:latest", 429))
+    ]
     usage_db.insert_batch(conn, recs, False)
     agg = usage_query.aggregates(conn, parse_filter({"range": "24h"}, NOW), NOW)
     assert agg["bucket_seconds"] == 3600 and len(agg["series"]) == 25
     assert [p["requests"] for p in agg["series"][-6:]] == [0, 3, 3, 3, 3, 3]
     t = agg["totals"]
-    assert (t["requests"], t["errors"], t["prompt_tokens"], t["completion_tokens"]) == \
-        (15, 5, 150, 75)
+    assert (t["requests"], t["errors"], t["prompt_tokens"], t["completion_tokens"]) == (
+        15,
+        5,
+        150,
+        75,
+    )
     assert t["error_rate"] == pytest.approx(1 / 3)
     assert 100 / 1.36 <= t["latency_p50_ms"] <= 136 and 20 / 1.36 <= t["ttft_p95_ms"] <= 27.2
-    assert [(k["key_id"], k["key_name"], k["requests"]) for k in agg["keys"]] == \
-        [("k1", "K1", 10), ("k2", "K2", 5)]
-    assert [(m["model"], m["requests"]) for m in agg["models"]] == \
-        [("a:latest", 10), ("b:latest", 5)]
+    assert [(k["key_id"], k["key_name"], k["requests"]) for k in agg["keys"]] == [
+        ("k1", "K1", 10),
+        ("k2", "K2", 5),
+    ]
+    assert [(m["model"], m["requests"]) for m in agg["models"]] == [
+        ("a:latest", 10),
+        ("b:latest", 5),
+    ]
     only = usage_query.aggregates(conn, parse_filter({"range": "24h", "key": "k2"}, NOW), NOW)
     assert only["totals"]["requests"] == 5 and only["totals"]["error_rate"] == 1.0
     week = usage_query.aggregates(conn, parse_filter({"range": "7d"}, NOW), NOW)
@@ -288,10 +408,10 @@ def test_aggregates_series_totals_and_tops(conn: sqlite3.Connection) -> None:
     assert week["series"][-1]["t"] == NOW - NOW % 86400
 
 
-@pytest.mark.parametrize("query", [{"since": "0"}, {"since": "1970-01-01", "until": str(NOW)},
-                                   {"range": "all"}])
-def test_huge_ranges_have_bounded_charts(conn: sqlite3.Connection,
-                                         query: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "query", [{"since": "0"}, {"since": "1970-01-01", "until": str(NOW)}, {"range": "all"}]
+)
+def test_huge_ranges_have_bounded_charts(conn: sqlite3.Connection, query: dict[str, str]) -> None:
     usage_db.insert_batch(conn, [rec(ts=NOW - 2 * 86400), rec(ts=1_000_000.0)], False)
     agg = usage_query.aggregates(conn, parse_filter(query, NOW), NOW)
     assert len(agg["series"]) <= usage_query.MAX_BUCKETS
@@ -301,8 +421,16 @@ def test_huge_ranges_have_bounded_charts(conn: sqlite3.Connection,
 
 
 def test_rows_filters_and_pagination(conn: sqlite3.Connection) -> None:
-    recs = [rec(ts=NOW - 1000 + i, request_id=str(i), key_id="k1" if i % 2 else "k2",
-                status=(200, 404, 500, 200)[i % 4], cancelled=i == 7) for i in range(20)]
+    recs = [
+        rec(
+            ts=NOW - 1000 + i,
+            request_id=str(i),
+            key_id="k1" if i % 2 else "k2",
+            status=(200, 404, 500, 200)[i % 4],
+            cancelled=i == 7,
+        )
+        for i in range(20)
+    ]
     usage_db.insert_batch(conn, recs, False)
 
     def ids(query: dict[str, str], page: int = 1, per_page: int = 50) -> list[str]:
@@ -314,8 +442,7 @@ def test_rows_filters_and_pagination(conn: sqlite3.Connection) -> None:
     assert ids({"status": "5xx"}) == ["18", "14", "10", "6", "2"]
     assert ids({"status": "404"}) == ["17", "13", "9", "5", "1"]
     assert ids({"status": "cancelled"}) == ["7"]
-    assert ids({"since": str(NOW - 1000 + 15), "until": str(NOW - 1000 + 18)}) == \
-        ["17", "16", "15"]
+    assert ids({"since": str(NOW - 1000 + 15), "until": str(NOW - 1000 + 18)}) == ["17", "16", "15"]
     assert ids({"model": "other:latest"}) == []
     page2 = usage_query.rows(conn, UsageFilter(), 2, 8)
     assert [r["request_id"] for r in page2["data"]] == [str(i) for i in range(11, 3, -1)]
@@ -329,8 +456,9 @@ def test_rows_filters_and_pagination(conn: sqlite3.Connection) -> None:
 
 
 def test_key_summary(conn: sqlite3.Connection) -> None:
-    usage_db.insert_batch(conn, [rec(ts=NOW - d * 86400) for d in (0, 0, 2, 9)] +
-                          [rec(key_id="k2")], False)
+    usage_db.insert_batch(
+        conn, [rec(ts=NOW - d * 86400) for d in (0, 0, 2, 9)] + [rec(key_id="k2")], False
+    )
     s = usage_query.key_summary(conn, "k1", NOW)
     assert [p["requests"] for p in s["series"]] == [0, 0, 0, 0, 1, 0, 2]
     assert (s["requests"], s["total_tokens"]) == (3, 45)
@@ -352,8 +480,9 @@ async def test_recorder_writes_in_batches_and_survives_restart(tmp_path: Path) -
     await again.start()
     page = await again.read(usage_query.rows, UsageFilter(), 1, 1)
     assert page["data"][0]["request_id"] == "last"
-    assert await again.read(lambda c: c.execute("SELECT COUNT(*) FROM requests").fetchone()[0]) \
-        == 2501
+    assert (
+        await again.read(lambda c: c.execute("SELECT COUNT(*) FROM requests").fetchone()[0]) == 2501
+    )
     await again.close()
 
 
@@ -480,8 +609,9 @@ async def test_pruner_applies_a_changed_setting_soon(tmp_path: Path) -> None:
     await recorder.flush()
     settings["usage_retention_rows"] = 4  # as if changed in the admin
     for _ in range(100):
-        left = await recorder.read(lambda c: c.execute("SELECT COUNT(*) FROM requests")
-                                   .fetchone()[0])
+        left = await recorder.read(
+            lambda c: c.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+        )
         if left == 4:
             break
         await asyncio.sleep(0.05)
@@ -501,12 +631,21 @@ async def test_a_bad_record_is_dropped_alone_and_the_writer_lives_on(tmp_path: P
     await recorder.flush()
     got = await recorder.read(usage_query.rows, UsageFilter(), 1, 10)
     assert {r["request_id"]: r["user_agent"] for r in got["data"]} == {
-        "before": None, "after": "?? broken bytes", "later": None}
+        "before": None,
+        "after": "?? broken bytes",
+        "later": None,
+    }
     await recorder.close()
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    (None, None), ("plain", "plain"), ("naïve ☃", "naïve ☃"), ("a\ud800b", "a?b"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, None),
+        ("plain", "plain"),
+        ("naïve ☃", "naïve ☃"),
+        ("a\ud800b", "a?b"),
+    ],
+)
 def test_storable(text: str | None, expected: str | None) -> None:
     assert usage_db.storable(text) == expected

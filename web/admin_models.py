@@ -34,8 +34,7 @@ from state.options import REASONING_OUTPUT_MODES, OptionError, validate_override
 from state.registry import Registry, RegistryState, canonical_model
 from web.jsonapi import AdminError, bad, read_json
 
-MODEL_FIELDS = frozenset({"display_name", "enabled", "overrides", "enforce",
-                          "reasoning_output"})
+MODEL_FIELDS = frozenset({"display_name", "enabled", "overrides", "enforce", "reasoning_output"})
 ADMIN_SETTINGS = tuple(s.name for s in SETTINGS if s.admin)
 
 
@@ -49,19 +48,26 @@ def model_json(registry: Registry, name: str, info: Any) -> dict[str, Any]:
     """One model for the admin: Ollama's facts plus the effective settings and their source."""
     eff = registry.model_settings(name)
     cfg = registry.model_config(name)
-    locked = [f for f in ("display_name", "enabled", "reasoning_output")
-              if cfg is not None and getattr(cfg, f) is not None]
+    locked = [
+        f
+        for f in ("display_name", "enabled", "reasoning_output")
+        if cfg is not None and getattr(cfg, f) is not None
+    ]
     return {
-        "ollama_name": eff.ollama_name, "display_name": eff.display_name,
-        "enabled": eff.enabled, "available": info is not None,
+        "ollama_name": eff.ollama_name,
+        "display_name": eff.display_name,
+        "enabled": eff.enabled,
+        "available": info is not None,
         "capabilities": list(getattr(info, "capabilities", []) or []),
         "context_length": getattr(info, "context_length", None),
         "parameter_size": getattr(info, "parameter_size", None),
         "quantization": getattr(info, "quantization", None),
-        "family": getattr(info, "family", None), "size": getattr(info, "size", None),
+        "family": getattr(info, "family", None),
+        "size": getattr(info, "size", None),
         "overrides": _sourced(dict(eff.overrides), cfg.overrides if cfg else None),
         "enforce": _sourced(dict(eff.enforce), cfg.enforce if cfg else None),
-        "reasoning_output": eff.reasoning_output, "locked": locked,
+        "reasoning_output": eff.reasoning_output,
+        "locked": locked,
     }
 
 
@@ -105,8 +111,11 @@ async def refresh_models(request: web.Request) -> web.Response:
 
 def _locked(field: str, name: str) -> AdminError:
     """400 for a model field that config.yaml sets."""
-    return bad(f"'{field}' of {name} is set in config.yaml (models: {name}) and cannot be "
-               "changed here; edit config.yaml instead.", field)
+    return bad(
+        f"'{field}' of {name} is set in config.yaml (models: {name}) and cannot be "
+        "changed here; edit config.yaml instead.",
+        field,
+    )
 
 
 def _block(body: dict[str, Any], block: str, cfg: Any, name: str) -> dict[str, Any]:
@@ -119,8 +128,11 @@ def _block(body: dict[str, Any], block: str, cfg: Any, name: str) -> dict[str, A
     for option, value in list(values.items()):
         if option in fixed:
             if fixed[option] != value:
-                raise bad(f"'{option}' for {name} is set in config.yaml ({block}) and cannot "
-                          "be changed here.", f"{block}.{option}")
+                raise bad(
+                    f"'{option}' for {name} is set in config.yaml ({block}) and cannot "
+                    "be changed here.",
+                    f"{block}.{option}",
+                )
             del values[option]
     return values
 
@@ -169,8 +181,10 @@ async def patch_model(request: web.Request) -> web.Response:
     if "reasoning_output" in body:
         mode = body["reasoning_output"]
         if mode is not None and mode not in REASONING_OUTPUT_MODES:
-            raise bad(f"'reasoning_output' must be one of {', '.join(REASONING_OUTPUT_MODES)} "
-                      "or null.", "reasoning_output")
+            raise bad(
+                f"'reasoning_output' must be one of {', '.join(REASONING_OUTPUT_MODES)} or null.",
+                "reasoning_output",
+            )
         if cfg is not None and cfg.reasoning_output is not None and mode != cfg.reasoning_output:
             raise _locked("reasoning_output", name)
         changes["reasoning_output"] = mode
@@ -206,11 +220,19 @@ def _setting_json(registry: Registry, name: str) -> dict[str, Any]:
     s = SETTINGS_BY_NAME[name]
     source = registry.setting_source(name)
     env_set = bool(s.env) and source == "config" and name in registry.config.explicit
-    return {"name": name, "value": registry.setting(name), "default": s.default,
-            "type": s.type.__name__, "choices": list(s.choices), "help": s.help,
-            "source": source, "locked": source == "config",
-            "locked_by": (f"${s.env} or config.yaml" if env_set else "config.yaml")
-            if source == "config" else None}
+    return {
+        "name": name,
+        "value": registry.setting(name),
+        "default": s.default,
+        "type": s.type.__name__,
+        "choices": list(s.choices),
+        "help": s.help,
+        "source": source,
+        "locked": source == "config",
+        "locked_by": (f"${s.env} or config.yaml" if env_set else "config.yaml")
+        if source == "config"
+        else None,
+    }
 
 
 async def get_settings(request: web.Request) -> web.Response:
@@ -248,14 +270,20 @@ async def patch_settings(request: web.Request) -> web.Response:
     for name, value in body.items():
         setting = SETTINGS_BY_NAME.get(name)
         if setting is None or not setting.admin:
-            raise bad(f"'{name}' is not a setting the admin can change. Editable: "
-                      f"{', '.join(ADMIN_SETTINGS)}.", name)
+            raise bad(
+                f"'{name}' is not a setting the admin can change. Editable: "
+                f"{', '.join(ADMIN_SETTINGS)}.",
+                name,
+            )
         checked = None if value is None else _check_setting(name, value)
         if name in registry.config.explicit:
             if checked is not None and checked == registry.setting(name):
                 continue  # unchanged locked value sent back by a form
-            raise bad(f"'{name}' is set in config.yaml or the environment and cannot be "
-                      "changed here; edit it there.", name)
+            raise bad(
+                f"'{name}' is set in config.yaml or the environment and cannot be "
+                "changed here; edit it there.",
+                name,
+            )
         changes[name] = checked
 
     def op(state: RegistryState) -> None:
@@ -273,33 +301,40 @@ async def check_ollama(request: web.Request) -> web.Response:
     """POST /admin/api/settings/test-ollama: can the gateway reach Ollama at this URL?"""
     body = await read_json(request, frozenset({"ollama_url", "url"}), optional=True)
     raw = body.get("ollama_url", body.get("url"))
-    url = request.config_dict[REGISTRY].setting("ollama_url") if raw in (None, "") else \
-        _check_setting("ollama_url", raw)
+    url = (
+        request.config_dict[REGISTRY].setting("ollama_url")
+        if raw in (None, "")
+        else _check_setting("ollama_url", raw)
+    )
     field = "url" if "url" in body else "ollama_url"
     session = request.config_dict[UPSTREAM].session
     try:
-        async with session.get(url + "/api/version",
-                               timeout=aiohttp.ClientTimeout(total=5)) as resp:
+        async with session.get(
+            url + "/api/version", timeout=aiohttp.ClientTimeout(total=5)
+        ) as resp:
             status, data = resp.status, await resp.read()
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         return _test_failed(url, unreachable(url, exc).message, field)
     if status != 200:
-        return _test_failed(url, f"{url} answered HTTP {status} to /api/version; is this "
-                                 "an Ollama server?", field)
+        return _test_failed(
+            url, f"{url} answered HTTP {status} to /api/version; is this an Ollama server?", field
+        )
     try:
         version = json.loads(data).get("version")
     except (ValueError, AttributeError):
         version = None
     if not isinstance(version, str):
-        return _test_failed(url, f"{url} answered, but not like Ollama (no version in "
-                                 "/api/version).", field)
+        return _test_failed(
+            url, f"{url} answered, but not like Ollama (no version in /api/version).", field
+        )
     return web.json_response({"ok": True, "url": url, "version": version})
 
 
 def _test_failed(url: str, message: str, field: str) -> web.Response:
     """The answer for a failed connection test (200: the test itself worked)."""
-    return web.json_response({"ok": False, "url": url,
-                              "error": {"message": message, "field": field}})
+    return web.json_response(
+        {"ok": False, "url": url, "error": {"message": message, "field": field}}
+    )
 
 
 def setup_models_api(app: web.Application) -> None:

@@ -56,44 +56,66 @@ __all__ = ["FORGET_AFTER", "FREE_ATTEMPTS", "MAX_BACKOFF", "Throttle"]
 COOKIE_NAME = "o2o_admin"
 COOKIE_PATH = "/admin"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-PUBLIC_PATHS = frozenset({"/admin/login", "/admin/logout", "/admin/api/login",
-                          "/admin/api/logout", "/admin/api/session"})
+PUBLIC_PATHS = frozenset(
+    {"/admin/login", "/admin/logout", "/admin/api/login", "/admin/api/logout", "/admin/api/session"}
+)
 # Reachable while the default password is in force: changing it, and leaving.
-PASSWORD_PATHS = frozenset({"/admin/password", "/admin/api/password", "/admin/api/session",
-                            "/admin/login", "/admin/logout", "/admin/api/logout"})
+PASSWORD_PATHS = frozenset(
+    {
+        "/admin/password",
+        "/admin/api/password",
+        "/admin/api/session",
+        "/admin/login",
+        "/admin/logout",
+        "/admin/api/logout",
+    }
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self' data:; frame-ancestors 'none'; "
-                               "form-action 'self'; base-uri 'none'",
+    "img-src 'self' data:; frame-ancestors 'none'; "
+    "form-action 'self'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
+
+
 class SessionStorage(EncryptedCookieStorage):
     """Encrypted cookie sessions whose key is set at startup and whose Secure flag follows
     the request (cookie_secure: auto/always/never)."""
 
     def __init__(self, app: web.Application) -> None:
         # A throwaway key until startup loads the real one; never used for a real cookie.
-        super().__init__(fernet.Fernet(fernet.Fernet.generate_key()), cookie_name=COOKIE_NAME,
-                         httponly=True, samesite="Strict", path=COOKIE_PATH)
+        super().__init__(
+            fernet.Fernet(fernet.Fernet.generate_key()),
+            cookie_name=COOKIE_NAME,
+            httponly=True,
+            samesite="Strict",
+            path=COOKIE_PATH,
+        )
         self.app = app
 
     def set_key(self, key: bytes) -> None:
         """Install the real Fernet key."""
         self._fernet = fernet.Fernet(key)
 
-    async def save_session(self, request: web.Request, response: web.StreamResponse,
-                           session: aiohttp_session.Session) -> None:
+    async def save_session(
+        self, request: web.Request, response: web.StreamResponse, session: aiohttp_session.Session
+    ) -> None:
         """Write the cookie with Secure set per request."""
         if session.empty:
             response.del_cookie(self.cookie_name, path=COOKIE_PATH)
             return
         data = self._encoder(self._get_session_data(session)).encode("utf-8")
         # No max-age: a browser-session cookie; idle expiry is checked server-side.
-        response.set_cookie(self.cookie_name, self._fernet.encrypt(data).decode("utf-8"),
-                            path=COOKIE_PATH, httponly=True, samesite="Strict",
-                            secure=is_https(request))
+        response.set_cookie(
+            self.cookie_name,
+            self._fernet.encrypt(data).decode("utf-8"),
+            path=COOKIE_PATH,
+            httponly=True,
+            samesite="Strict",
+            secure=is_https(request),
+        )
 
 
 @dataclass
@@ -151,8 +173,7 @@ async def _password_ok(app: AppState, username: str, password: str) -> bool:
     return user_ok and pw_ok
 
 
-async def _attempt(request: web.Request, username: str,
-                   password: str) -> tuple[int, str, float]:
+async def _attempt(request: web.Request, username: str, password: str) -> tuple[int, str, float]:
     """Check credentials under throttling: (status, message, retry_after); 200 = OK.
 
     Attempts for the same IP or user name take turns, so each sees the failures counted
@@ -221,8 +242,11 @@ async def _session_admin(request: web.Request) -> str | None:
     now = int(time.time())
     idle = request.config_dict[REGISTRY].setting("session_idle_minutes") * 60
     seen = session.get("seen")
-    if not isinstance(seen, int) or now - seen > idle or session.get("epoch") != \
-            _epoch(request.config_dict):
+    if (
+        not isinstance(seen, int)
+        or now - seen > idle
+        or session.get("epoch") != _epoch(request.config_dict)
+    ):
         session.invalidate()
         return None
     if now - seen >= 30:  # re-issue the cookie at most every 30 s to slide the idle window
@@ -238,8 +262,9 @@ async def current_admin(request: web.Request) -> str | None:
     return await _session_admin(request)
 
 
-async def change_password(request: web.Request, current: str, new: str,
-                          confirm: str) -> dict[str, str]:
+async def change_password(
+    request: web.Request, current: str, new: str, confirm: str
+) -> dict[str, str]:
     """Change the admin password; returns field -> error message (empty = changed)."""
     app = request.config_dict
     username = await current_admin(request) or app[REGISTRY].setting("admin_username")
@@ -272,8 +297,9 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
     if scheme.lower() != "basic":
         return None
     try:
-        user, sep, password = base64.b64decode(value.strip(), validate=True).decode(
-            "utf-8").partition(":")
+        user, sep, password = (
+            base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+        )
     except ValueError:  # binascii.Error, UnicodeDecodeError, a non-ASCII token
         return ("", "\x00invalid")
     return (user, password) if sep else ("", "\x00invalid")
@@ -293,27 +319,36 @@ async def _csrf_ok(request: web.Request) -> bool:
     session = await aiohttp_session.get_session(request)
     expected = session.get("csrf")
     sent = request.headers.get("X-CSRF-Token")
-    if sent is None and request.content_type in ("application/x-www-form-urlencoded",
-                                                 "multipart/form-data"):
+    if sent is None and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
         try:
             async with asyncio.timeout(BODY_TIMEOUT):
                 form = await request.post()  # cached: the handler can read it again
         except ValueError:  # UnicodeDecodeError and multipart parse errors
-            raise BadForm(400, "The form body cannot be read (it must be UTF-8 form "
-                               "data).") from None
+            raise BadForm(
+                400, "The form body cannot be read (it must be UTF-8 form data)."
+            ) from None
         except TimeoutError:
-            raise BadForm(408, f"The form body did not arrive within {BODY_TIMEOUT:g} "
-                               "seconds.") from None
+            raise BadForm(
+                408, f"The form body did not arrive within {BODY_TIMEOUT:g} seconds."
+            ) from None
         value = form.get("csrf_token")
         sent = value if isinstance(value, str) else None
     # Tokens are ASCII; an undecodable header arrives as lone surrogates.
-    return isinstance(expected, str) and isinstance(sent, str) and sent.isascii() and \
-        hmac.compare_digest(expected.encode(), sent.encode())
+    return (
+        isinstance(expected, str)
+        and isinstance(sent, str)
+        and sent.isascii()
+        and hmac.compare_digest(expected.encode(), sent.encode())
+    )
 
 
 # The content types a cross-site form or a no-cors fetch can send without a CORS preflight.
-CORS_SAFELISTED = frozenset({"application/x-www-form-urlencoded", "multipart/form-data",
-                             "text/plain"})
+CORS_SAFELISTED = frozenset(
+    {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
+)
 
 
 def _json_or_no_body(request: web.Request) -> bool:
@@ -322,16 +357,22 @@ def _json_or_no_body(request: web.Request) -> bool:
         return True
     if request.body_exists:  # a no-cors Blob body has no Content-Type at all
         return False
-    return "Content-Type" not in request.headers or \
-        request.content_type not in CORS_SAFELISTED
+    return "Content-Type" not in request.headers or request.content_type not in CORS_SAFELISTED
 
 
-def _refuse(request: web.Request, is_api: bool, status: int, message: str,
-            location: str, headers: dict[str, str] | None = None) -> web.StreamResponse:
+def _refuse(
+    request: web.Request,
+    is_api: bool,
+    status: int,
+    message: str,
+    location: str,
+    headers: dict[str, str] | None = None,
+) -> web.StreamResponse:
     """A JSON error for the API, a redirect for pages."""
     if is_api:
-        return json_error(status, message, "password" if location == "/admin/password"
-                          else None, headers)
+        return json_error(
+            status, message, "password" if location == "/admin/password" else None, headers
+        )
     raise web.HTTPSeeOther(location)
 
 
@@ -374,12 +415,16 @@ async def _check(request: web.Request, is_api: bool) -> web.StreamResponse | Non
     creds = _basic_credentials(request)
     if creds is not None:
         if request.headers.get("Sec-Fetch-Site") == "cross-site":
-            return json_error(403, "HTTP Basic auth is not accepted on cross-site browser "
-                              "requests.")
+            return json_error(
+                403, "HTTP Basic auth is not accepted on cross-site browser requests."
+            )
         status, message, retry = await _attempt(request, *creds)
         if status != 200:
-            headers = {"Retry-After": str(int(retry))} if retry else \
-                {"WWW-Authenticate": 'Basic realm="ollama2openai admin", charset="UTF-8"'}
+            headers = (
+                {"Retry-After": str(int(retry))}
+                if retry
+                else {"WWW-Authenticate": 'Basic realm="ollama2openai admin", charset="UTF-8"'}
+            )
             return json_error(status, message, headers=headers)
         user = creds[0]
         request["admin_user"], request["admin_via"] = user, "basic"
@@ -390,11 +435,14 @@ async def _check(request: web.Request, is_api: bool) -> web.StreamResponse | Non
         if request.method in UNSAFE_METHODS:
             if path == "/admin/api/login":
                 if request.content_type != "application/json":
-                    return json_error(415, "Send the login as JSON (Content-Type: "
-                                      "application/json).")
+                    return json_error(
+                        415, "Send the login as JSON (Content-Type: application/json)."
+                    )
             elif not await _csrf_ok(request):
-                message = ("Missing or invalid CSRF token: reload the page and try again "
-                           "(scripts: use HTTP Basic auth).")
+                message = (
+                    "Missing or invalid CSRF token: reload the page and try again "
+                    "(scripts: use HTTP Basic auth)."
+                )
                 if is_api:
                     return json_error(403, message, "csrf_token")
                 return web.Response(status=403, text=message)
@@ -402,17 +450,33 @@ async def _check(request: web.Request, is_api: bool) -> web.StreamResponse | Non
         if path in PUBLIC_PATHS:
             return None
         if is_api:
-            return json_error(401, "Not signed in: log in at /admin/login, or use HTTP Basic "
-                              "auth with the admin user name and password.")
+            return json_error(
+                401,
+                "Not signed in: log in at /admin/login, or use HTTP Basic "
+                "auth with the admin user name and password.",
+            )
         raise web.HTTPFound(f"/admin/login?next={path}")
-    if is_api and request.method in UNSAFE_METHODS and \
-            request.match_info.http_exception is None and not _json_or_no_body(request):
-        return json_error(415, "The admin API takes JSON: send Content-Type: application/json "
-                          f"(got {request.content_type}).")
+    if (
+        is_api
+        and request.method in UNSAFE_METHODS
+        and request.match_info.http_exception is None
+        and not _json_or_no_body(request)
+    ):
+        return json_error(
+            415,
+            "The admin API takes JSON: send Content-Type: application/json "
+            f"(got {request.content_type}).",
+        )
     if path not in PASSWORD_PATHS and await must_change_password(request):
-        return _refuse(request, is_api, 403, "The default admin password must be changed "
-                       "before anything else: POST /admin/api/password with "
-                       '{"current", "new", "confirm"}.', "/admin/password")
+        return _refuse(
+            request,
+            is_api,
+            403,
+            "The default admin password must be changed "
+            "before anything else: POST /admin/api/password with "
+            '{"current", "new", "confirm"}.',
+            "/admin/password",
+        )
     return None
 
 
@@ -448,4 +512,3 @@ def setup_auth(app: web.Application) -> None:
     app.on_response_prepare.append(_security_headers)
     app.cleanup_ctx.append(_session_key_ctx)
     setup_auth_api(app)
-

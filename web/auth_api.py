@@ -12,8 +12,11 @@ async def _session_info(request: web.Request) -> dict[str, object]:
     """Who is signed in, the CSRF token to send back, and whether the password must change."""
     user = await auth.current_admin(request)
     token = None if request.get("admin_via") == "basic" else await auth.csrf_token(request)
-    return {"username": user, "csrf_token": token,
-            "must_change_password": await auth.must_change_password(request)}
+    return {
+        "username": user,
+        "csrf_token": token,
+        "must_change_password": await auth.must_change_password(request),
+    }
 
 
 def _text(body: dict[str, object], name: str) -> str:
@@ -46,8 +49,9 @@ async def logout(request: web.Request) -> web.Response:
 async def password(request: web.Request) -> web.Response:
     """POST /admin/api/password {"current", "new", "confirm"}."""
     body = await read_json(request, frozenset({"current", "new", "confirm"}))
-    errors = await auth.change_password(request, _text(body, "current"), _text(body, "new"),
-                                        _text(body, "confirm"))
+    errors = await auth.change_password(
+        request, _text(body, "current"), _text(body, "new"), _text(body, "confirm")
+    )
     if errors:
         field, message = next(iter(errors.items()))
         status = 429 if "Too many" in message else 400

@@ -64,16 +64,20 @@ def _label(value: Any, step: float) -> str:
 
 def _open(width: int, height: int, title: str, cls: str) -> list[str]:
     """The svg element, its accessible title, and nothing else."""
-    return [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart-svg {cls}" '
-            f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-            f'aria-label="{escape(title)}" preserveAspectRatio="xMidYMid meet">',
-            f"<title>{escape(title)}</title>"]
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart-svg {cls}" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="{escape(title)}" preserveAspectRatio="xMidYMid meet">',
+        f"<title>{escape(title)}</title>",
+    ]
 
 
 def _empty(parts: list[str], width: int, height: int) -> str:
     """Close a chart that has nothing to show with a 'No data' note."""
-    parts.append(f'<text x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle" '
-                 f'fill="#6b7280" {FONT}>No data</text></svg>')
+    parts.append(
+        f'<text x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle" '
+        f'fill="#6b7280" {FONT}>No data</text></svg>'
+    )
     return "".join(parts)
 
 
@@ -83,14 +87,17 @@ def _y_axis(parts: list[str], top: float, width: int, height: int, unit: str) ->
     for i in range(5):
         value = top * i / 4
         y = PAD_T + plot_h - plot_h * i / 4
-        parts.append(f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{width - PAD_R}" y2="{y:.1f}" '
-                     f'stroke="#e5e7eb" stroke-width="1"/>')
-        parts.append(f'<text x="{PAD_L - 4}" y="{y + 4:.1f}" text-anchor="end" fill="#6b7280" '
-                     f'{FONT}>{escape(fmt_value(value, unit))}</text>')
+        parts.append(
+            f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{width - PAD_R}" y2="{y:.1f}" '
+            f'stroke="#e5e7eb" stroke-width="1"/>'
+        )
+        parts.append(
+            f'<text x="{PAD_L - 4}" y="{y + 4:.1f}" text-anchor="end" fill="#6b7280" '
+            f"{FONT}>{escape(fmt_value(value, unit))}</text>"
+        )
 
 
-def _x_labels(parts: list[str], labels: Sequence[str], xs: Sequence[float],
-              height: int) -> None:
+def _x_labels(parts: list[str], labels: Sequence[str], xs: Sequence[float], height: int) -> None:
     """At most ~8 evenly spaced x-axis labels."""
     if not labels:
         return
@@ -98,13 +105,22 @@ def _x_labels(parts: list[str], labels: Sequence[str], xs: Sequence[float],
     for i in range(0, len(labels), every):
         # The last label would overhang the right edge if centred on its point.
         anchor = "end" if i == len(labels) - 1 and len(labels) > 1 else "middle"
-        parts.append(f'<text x="{xs[i]:.1f}" y="{height - 6}" text-anchor="{anchor}" '
-                     f'fill="#6b7280" {FONT}>{escape(labels[i])}</text>')
+        parts.append(
+            f'<text x="{xs[i]:.1f}" y="{height - 6}" text-anchor="{anchor}" '
+            f'fill="#6b7280" {FONT}>{escape(labels[i])}</text>'
+        )
 
 
-def bar_chart(items: Sequence[tuple[Any, float | None]], *, title: str = "", width: int = 640,
-              height: int = 200, unit: str = "", step: float = 86400,
-              color: str = PALETTE[0]) -> str:
+def bar_chart(
+    items: Sequence[tuple[Any, float | None]],
+    *,
+    title: str = "",
+    width: int = 640,
+    height: int = 200,
+    unit: str = "",
+    step: float = 86400,
+    color: str = PALETTE[0],
+) -> str:
     """Vertical bars; labels are text, or Unix times (shown per `step`: hour or day)."""
     parts = _open(width, height, title, "chart-bar")
     values = [max(0.0, float(v or 0)) for _, v in items]
@@ -122,16 +138,25 @@ def bar_chart(items: Sequence[tuple[Any, float | None]], *, title: str = "", wid
         x = PAD_L + slot * i + (slot - bar_w) / 2
         xs.append(x + bar_w / 2)
         tip = f"{labels[i]}: {fmt_value(value, unit)}"
-        parts.append(f'<rect x="{x:.1f}" y="{PAD_T + plot_h - h:.1f}" width="{bar_w:.1f}" '
-                     f'height="{h:.1f}" fill="{color}"><title>{escape(tip)}</title></rect>')
+        parts.append(
+            f'<rect x="{x:.1f}" y="{PAD_T + plot_h - h:.1f}" width="{bar_w:.1f}" '
+            f'height="{h:.1f}" fill="{color}"><title>{escape(tip)}</title></rect>'
+        )
     _x_labels(parts, labels, xs, height)
     parts.append("</svg>")
     return "".join(parts)
 
 
-def line_chart(times: Sequence[float], series: Sequence[tuple[str, Sequence[float | None]]], *,
-               title: str = "", width: int = 640, height: int = 200, unit: str = "",
-               step: float = 3600) -> str:
+def line_chart(
+    times: Sequence[float],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    *,
+    title: str = "",
+    width: int = 640,
+    height: int = 200,
+    unit: str = "",
+    step: float = 3600,
+) -> str:
     """One line per named series over shared Unix times; None leaves a gap."""
     parts = _open(width, height, title, "chart-line")
     present = [v for _, vals in series for v in vals if v is not None]
@@ -153,16 +178,20 @@ def line_chart(times: Sequence[float], series: Sequence[tuple[str, Sequence[floa
             runs[-1].append(f"{xs[i]:.1f},{PAD_T + plot_h - plot_h * max(v, 0) / top:.1f}")
         for run in runs:
             if len(run) > 1:
-                parts.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="{color}" '
-                             f'stroke-width="2" stroke-linejoin="round"/>')
+                parts.append(
+                    f'<polyline points="{" ".join(run)}" fill="none" stroke="{color}" '
+                    f'stroke-width="2" stroke-linejoin="round"/>'
+                )
         if n <= 120:  # point markers carry the hover text; skipped when they would crowd
             for i, v in enumerate(vals[:n]):
                 if v is None:
                     continue
                 y = PAD_T + plot_h - plot_h * max(v, 0) / top
                 tip = f"{name} {labels[i]}: {fmt_value(v, unit)}"
-                parts.append(f'<circle cx="{xs[i]:.1f}" cy="{y:.1f}" r="2.5" fill="{color}">'
-                             f"<title>{escape(tip)}</title></circle>")
+                parts.append(
+                    f'<circle cx="{xs[i]:.1f}" cy="{y:.1f}" r="2.5" fill="{color}">'
+                    f"<title>{escape(tip)}</title></circle>"
+                )
     _x_labels(parts, labels, xs, height)
     _legend(parts, [name for name, _ in series], width)
     parts.append("</svg>")
@@ -176,12 +205,20 @@ def _legend(parts: list[str], names: Sequence[str], width: int) -> None:
         name = names[index]
         x -= 7 * len(name) + 22
         color = PALETTE[index % len(PALETTE)]
-        parts.append(f'<rect x="{x:.0f}" y="2" width="10" height="10" fill="{color}"/>'
-                     f'<text x="{x + 14:.0f}" y="11" fill="#374151" {FONT}>{escape(name)}</text>')
+        parts.append(
+            f'<rect x="{x:.0f}" y="2" width="10" height="10" fill="{color}"/>'
+            f'<text x="{x + 14:.0f}" y="11" fill="#374151" {FONT}>{escape(name)}</text>'
+        )
 
 
-def hbar_chart(items: Sequence[tuple[str, float]], *, title: str = "", width: int = 640,
-               unit: str = "", row: int = 22) -> str:
+def hbar_chart(
+    items: Sequence[tuple[str, float]],
+    *,
+    title: str = "",
+    width: int = 640,
+    unit: str = "",
+    row: int = 22,
+) -> str:
     """Horizontal bars for a ranking (top keys, top models), longest first as given."""
     height = max(row * len(items) + 8, 40)
     parts = _open(width, height, title, "chart-hbar")
@@ -195,19 +232,26 @@ def hbar_chart(items: Sequence[tuple[str, float]], *, title: str = "", width: in
         w = plot_w * max(float(value), 0) / top if top else 0
         text = str(label)
         shown = text if len(text) <= label_w // 7 else text[: label_w // 7 - 1] + "…"
-        parts.append(f'<text x="{label_w - 6}" y="{y + row * 0.65:.1f}" text-anchor="end" '
-                     f'fill="#374151" {FONT}>{escape(shown)}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{max(w, 1):.1f}" '
-                     f'height="{row - 8}" fill="{PALETTE[0]}"><title>'
-                     f"{escape(text)}: {escape(fmt_value(value, unit))}</title></rect>")
-        parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + row * 0.65:.1f}" fill="#374151" '
-                     f"{FONT}>{escape(fmt_value(value, unit))}</text>")
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + row * 0.65:.1f}" text-anchor="end" '
+            f'fill="#374151" {FONT}>{escape(shown)}</text>'
+        )
+        parts.append(
+            f'<rect x="{label_w}" y="{y + 3}" width="{max(w, 1):.1f}" '
+            f'height="{row - 8}" fill="{PALETTE[0]}"><title>'
+            f"{escape(text)}: {escape(fmt_value(value, unit))}</title></rect>"
+        )
+        parts.append(
+            f'<text x="{label_w + w + 6:.1f}" y="{y + row * 0.65:.1f}" fill="#374151" '
+            f"{FONT}>{escape(fmt_value(value, unit))}</text>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def sparkline(values: Sequence[float], *, title: str = "", width: int = 120,
-              height: int = 28) -> str:
+def sparkline(
+    values: Sequence[float], *, title: str = "", width: int = 120, height: int = 28
+) -> str:
     """A tiny bar strip without axes (per-key usage on the keys page)."""
     parts = _open(width, height, title, "chart-spark")
     if not values:
@@ -216,8 +260,12 @@ def sparkline(values: Sequence[float], *, title: str = "", width: int = 120,
     slot = width / len(values)
     for i, value in enumerate(values):
         h = max((height - 2) * max(value, 0) / top, 1 if value else 0)
-        parts.append(f'<rect x="{slot * i + 1:.1f}" y="{height - h:.1f}" '
-                     f'width="{max(slot - 2, 1):.1f}" height="{h:.1f}" fill="{PALETTE[0]}"/>')
-    parts.append(f'<line x1="0" y1="{height - 0.5}" x2="{width}" y2="{height - 0.5}" '
-                 f'stroke="#d1d5db" stroke-width="1"/></svg>')
+        parts.append(
+            f'<rect x="{slot * i + 1:.1f}" y="{height - h:.1f}" '
+            f'width="{max(slot - 2, 1):.1f}" height="{h:.1f}" fill="{PALETTE[0]}"/>'
+        )
+    parts.append(
+        f'<line x1="0" y1="{height - 0.5}" x2="{width}" y2="{height - 0.5}" '
+        f'stroke="#d1d5db" stroke-width="1"/></svg>'
+    )
     return "".join(parts)

@@ -20,9 +20,14 @@ BODY_TIMEOUT = 30.0  # seconds to receive a request body once the headers are in
 class AdminError(Exception):
     """An admin API error: status, plain-words message, and the field it is about."""
 
-    def __init__(self, status: int, message: str, field: str | None = None,
-                 headers: Mapping[str, str] | None = None,
-                 fields: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        fields: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -35,9 +40,13 @@ class AdminError(Exception):
         return json_error(self.status, self.message, self.field, self.headers, self.fields)
 
 
-def json_error(status: int, message: str, field: str | None = None,
-               headers: Mapping[str, str] | None = None,
-               fields: Mapping[str, str] | None = None) -> web.Response:
+def json_error(
+    status: int,
+    message: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    fields: Mapping[str, str] | None = None,
+) -> web.Response:
     """A JSON error response in the admin API's shape."""
     err: dict[str, Any] = {"message": message}
     if field:
@@ -58,12 +67,14 @@ async def read_body(request: web.Request) -> bytes:
         async with asyncio.timeout(BODY_TIMEOUT):
             return await request.read()
     except TimeoutError:
-        raise AdminError(408, f"The request body did not arrive within {BODY_TIMEOUT:g} "
-                              "seconds.") from None
+        raise AdminError(
+            408, f"The request body did not arrive within {BODY_TIMEOUT:g} seconds."
+        ) from None
 
 
-async def read_json(request: web.Request, allowed: frozenset[str] | None = None,
-                    *, optional: bool = False) -> dict[str, Any]:
+async def read_json(
+    request: web.Request, allowed: frozenset[str] | None = None, *, optional: bool = False
+) -> dict[str, Any]:
     """The body as a JSON object; 400 for malformed JSON, a non-object or unknown fields."""
     raw = await read_body(request)
     if not raw.strip():
@@ -73,8 +84,9 @@ async def read_json(request: web.Request, allowed: frozenset[str] | None = None,
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f" ({exc.msg} at position {exc.pos})" if isinstance(exc, json.JSONDecodeError) \
-            else ""
+        where = (
+            f" ({exc.msg} at position {exc.pos})" if isinstance(exc, json.JSONDecodeError) else ""
+        )
         raise bad(f"The request body is not valid JSON{where}.") from None
     except RecursionError:
         raise bad("The request body is not acceptable JSON: nested too deeply.") from None
@@ -84,13 +96,17 @@ async def read_json(request: web.Request, allowed: frozenset[str] | None = None,
         raise bad("The request body must be a JSON object.")
     for name, value in body.items():
         if not _encodable(name) or not _encodable(value):
-            raise bad(f"'{_printable(name)}' is not valid Unicode text (it contains a lone "
-                      "surrogate such as \\ud800).", _printable(name))
+            raise bad(
+                f"'{_printable(name)}' is not valid Unicode text (it contains a lone "
+                "surrogate such as \\ud800).",
+                _printable(name),
+            )
     if allowed is not None:
         unknown = sorted(set(body) - allowed)
         if unknown:
-            raise bad(f"Unknown field '{unknown[0]}'. Allowed: {', '.join(sorted(allowed))}.",
-                      unknown[0])
+            raise bad(
+                f"Unknown field '{unknown[0]}'. Allowed: {', '.join(sorted(allowed))}.", unknown[0]
+            )
     return body
 
 
@@ -137,16 +153,21 @@ async def api_error_middleware(request: web.Request, handler: Handler) -> web.St
             message = f"Request body too large: the limit is {request.client_max_size} bytes."
         else:
             message = exc.text or exc.reason
-        return json_error(exc.status, message, headers={
-            k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")})
+        return json_error(
+            exc.status,
+            message,
+            headers={k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")},
+        )
     except StateFileError as exc:
         log.error("admin change not saved (%s %s): %s", request.method, request.path, exc)
         return json_error(503, f"The change could not be saved: {exc}")
     except OSError as exc:
         # The state file could not be written: the writer changed nothing in memory either.
         log.error("admin change not saved (%s %s): %s", request.method, request.path, exc)
-        return json_error(503, f"The change could not be saved to disk ({exc.strerror or exc})"
-                          "; nothing was changed.")
+        return json_error(
+            503,
+            f"The change could not be saved to disk ({exc.strerror or exc}); nothing was changed.",
+        )
     except Exception:
         log.exception("unhandled admin API error on %s %s", request.method, request.path)
         return json_error(500, "Internal error in the admin API; see the gateway log.")

@@ -77,8 +77,13 @@ def _flash(name: str) -> dict[str, str] | None:
 
 def safe_next(value: str | None) -> str:
     """A post-login redirect target: only local admin paths, never another host."""
-    if value and value.startswith("/admin") and not value.startswith("/admin/login") \
-            and "//" not in value and "\\" not in value:
+    if (
+        value
+        and value.startswith("/admin")
+        and not value.startswith("/admin/login")
+        and "//" not in value
+        and "\\" not in value
+    ):
         return value
     return "/admin"
 
@@ -92,8 +97,7 @@ def _is_page(request: web.Request) -> bool:
 
 
 @web.middleware
-async def page_error_middleware(request: web.Request,
-                                handler: Handler) -> web.StreamResponse:
+async def page_error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Admin page errors as an HTML page in the admin's look; never a bare 500."""
     if not _is_page(request):
         return await handler(request)
@@ -107,10 +111,14 @@ async def page_error_middleware(request: web.Request,
         status = exc.status
     except Exception:
         log.exception("unhandled error on admin page %s %s", request.method, request.path)
-        title, message, status = ("Something went wrong",
-                                  "The gateway hit an internal error; see its log.", 500)
-    return aiohttp_jinja2.render_template("error.html", request,
-                                          {"title": title, "message": message}, status=status)
+        title, message, status = (
+            "Something went wrong",
+            "The gateway hit an internal error; see its log.",
+            500,
+        )
+    return aiohttp_jinja2.render_template(
+        "error.html", request, {"title": title, "message": message}, status=status
+    )
 
 
 async def root(request: web.Request) -> web.StreamResponse:
@@ -151,8 +159,9 @@ async def logout_submit(request: web.Request) -> web.StreamResponse:
 async def password_page(request: web.Request) -> web.StreamResponse:
     """GET: the password form (forced while the default password is in force)."""
     forced = bool(await auth.must_change_password(request))
-    return aiohttp_jinja2.render_template("password.html", request,
-                                          {"forced": forced, "errors": {}})
+    return aiohttp_jinja2.render_template(
+        "password.html", request, {"forced": forced, "errors": {}}
+    )
 
 
 async def password_submit(request: web.Request) -> web.StreamResponse:
@@ -163,8 +172,9 @@ async def password_submit(request: web.Request) -> web.StreamResponse:
     if errors:
         forced = bool(await auth.must_change_password(request))
         # Passwords are not echoed back into the page (they would sit in the HTML source).
-        return aiohttp_jinja2.render_template("password.html", request,
-                                              {"forced": forced, "errors": errors}, status=400)
+        return aiohttp_jinja2.render_template(
+            "password.html", request, {"forced": forced, "errors": errors}, status=400
+        )
     raise web.HTTPSeeOther("/admin?notice=password")
 
 
@@ -185,8 +195,13 @@ def setup_pages(app: web.Application) -> None:
         autoescape=True,
         undefined=jinja2.ChainableUndefined,
         context_processors=[admin_context],
-        filters={"bytes": fmt_bytes, "num": fmt_num, "datetime": fmt_time, "ago": fmt_ago,
-                 "ticks": ticks},
+        filters={
+            "bytes": fmt_bytes,
+            "num": fmt_num,
+            "datetime": fmt_time,
+            "ago": fmt_ago,
+            "ticks": ticks,
+        },
     )
     app.router.add_static("/static/", STATIC_DIR, name="admin_static")
     app.router.add_get("/", root)

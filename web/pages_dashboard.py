@@ -52,11 +52,17 @@ def loaded_rows(ps: dict[str, Any]) -> list[dict[str, Any]]:
         vram = m.get("size_vram") or 0
         share = "–" if not size else f"{round(100 * vram / size)}%"
         expires = str(m.get("expires_at") or "")
-        rows.append({"name": m.get("name") or m.get("model") or "?",
-                     "context_length": m.get("context_length"), "size": size or None,
-                     "gpu_share": share, "expires_at": expires[:19].replace("T", " ") or None,
-                     "parameter_size": details.get("parameter_size"),
-                     "quantization": details.get("quantization_level")})
+        rows.append(
+            {
+                "name": m.get("name") or m.get("model") or "?",
+                "context_length": m.get("context_length"),
+                "size": size or None,
+                "gpu_share": share,
+                "expires_at": expires[:19].replace("T", " ") or None,
+                "parameter_size": details.get("parameter_size"),
+                "quantization": details.get("quantization_level"),
+            }
+        )
     return rows
 
 
@@ -74,11 +80,16 @@ def _charts(week: dict[str, Any]) -> list[dict[str, Any]]:
     """Small SVG charts of the week, drawn by web/charts.py when it is available."""
     series = week.get("series") or []
     out = []
-    for title, field in (("Requests, last 7 days", "requests"),
-                         ("Tokens, last 7 days", "total_tokens")):
+    for title, field in (
+        ("Requests, last 7 days", "requests"),
+        ("Tokens, last 7 days", "total_tokens"),
+    ):
         try:
-            svg = charts.bar_chart([(p["t"], p.get(field) or 0) for p in series],
-                                   title=title, step=week.get("bucket_seconds") or 86400)
+            svg = charts.bar_chart(
+                [(p["t"], p.get(field) or 0) for p in series],
+                title=title,
+                step=week.get("bucket_seconds") or 86400,
+            )
         except (AttributeError, TypeError, ValueError) as exc:
             log.debug("dashboard chart unavailable: %s", exc)
             return []
@@ -93,8 +104,9 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     url = registry.setting("ollama_url")
     version: dict[str, Any] | BaseException
     ps: dict[str, Any] | BaseException
-    version, ps = await asyncio.gather(_probe(app, "/api/version"), _probe(app, "/api/ps"),
-                                       return_exceptions=True)
+    version, ps = await asyncio.gather(
+        _probe(app, "/api/version"), _probe(app, "/api/ps"), return_exceptions=True
+    )
     if isinstance(version, APIError):
         ollama = {"ok": False, "error": version.message, "url": url}
     elif isinstance(version, BaseException):
@@ -111,12 +123,21 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         today, week = await _usage(app, now)
         totals = week["totals"]
         stats = [
-            {"label": "Requests today", "value": fmt_num(today["requests"]),
-             "sub": f"{fmt_num(totals['requests'])} in 7 days"},
-            {"label": "Tokens today", "value": fmt_num(today["total_tokens"]),
-             "sub": f"{fmt_num(totals['total_tokens'])} in 7 days"},
-            {"label": "Errors today", "value": fmt_num(today["errors"]),
-             "sub": f"{fmt_num(totals['errors'])} in 7 days"},
+            {
+                "label": "Requests today",
+                "value": fmt_num(today["requests"]),
+                "sub": f"{fmt_num(totals['requests'])} in 7 days",
+            },
+            {
+                "label": "Tokens today",
+                "value": fmt_num(today["total_tokens"]),
+                "sub": f"{fmt_num(totals['total_tokens'])} in 7 days",
+            },
+            {
+                "label": "Errors today",
+                "value": fmt_num(today["errors"]),
+                "sub": f"{fmt_num(totals['errors'])} in 7 days",
+            },
         ]
         charts = _charts(week)
     except (UsageUnavailable, sqlite3.Error) as exc:
@@ -129,9 +150,17 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         "model_total": len(models),
         "model_enabled": sum(1 for m in models if registry.model_settings(m).enabled),
         "key_total": len(keys),
-        "key_active": sum(1 for k in keys if k.enabled and
-                           (k.expires_at is None or k.expires_at > now)),
+        "key_active": sum(
+            1 for k in keys if k.enabled and (k.expires_at is None or k.expires_at > now)
+        ),
     }
-    ctx = {"ollama": ollama, "loaded": loaded, "stats": stats, "charts": charts,
-           "usage_error": usage_error, "counts": counts, "base_url": base_url(request)}
+    ctx = {
+        "ollama": ollama,
+        "loaded": loaded,
+        "stats": stats,
+        "charts": charts,
+        "usage_error": usage_error,
+        "counts": counts,
+        "base_url": base_url(request),
+    }
     return aiohttp_jinja2.render_template("dashboard.html", request, ctx)

@@ -27,15 +27,24 @@ def key_row(key: ApiKey, model_names: list[str], now: float) -> dict[str, Any]:
         # The browser's datetime-local input has no zone; UTC is what the page states.
         expires_local = datetime.fromtimestamp(key.expires_at, UTC).strftime("%Y-%m-%dT%H:%M")
     return {
-        "id": key.id, "name": key.name, "masked": key.masked, "models": list(key.models),
+        "id": key.id,
+        "name": key.name,
+        "masked": key.masked,
+        "models": list(key.models),
         "extra_patterns": [m for m in key.models if m != "*" and m not in model_names],
         "enabled": key.enabled,
         "expired": key.expires_at is not None and key.expires_at <= now,
         "active": key.enabled and (key.expires_at is None or key.expires_at > now),
-        "expires_at": key.expires_at, "expires_local": expires_local,
-        "rpm": key.rpm, "tpm": key.tpm, "max_concurrency": key.max_concurrency,
-        "notes": key.notes, "created_at": key.created_at, "last_used_at": key.last_used_at,
-        "request_count": key.request_count, "usage": None,
+        "expires_at": key.expires_at,
+        "expires_local": expires_local,
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+        "max_concurrency": key.max_concurrency,
+        "notes": key.notes,
+        "created_at": key.created_at,
+        "last_used_at": key.last_used_at,
+        "request_count": key.request_count,
+        "usage": None,
     }
 
 
@@ -54,8 +63,11 @@ async def keys_page(request: web.Request) -> web.StreamResponse:
     found, _error = await list_models(app)
     model_names = sorted(m.name for m in found)
     # The ready-made snippets need a model that can chat; embedding models cannot.
-    chat_models = [m.name for m in sorted(found, key=lambda m: m.name)
-                   if "embedding" not in (m.capabilities or [])]
+    chat_models = [
+        m.name
+        for m in sorted(found, key=lambda m: m.name)
+        if "embedding" not in (m.capabilities or [])
+    ]
     snippet_model = (chat_models or model_names or ["llama3.2"])[0]
     now = time.time()
     keys = sorted(app[REGISTRY].keys.values(), key=lambda k: k.created_at, reverse=True)
@@ -64,6 +76,14 @@ async def keys_page(request: web.Request) -> web.StreamResponse:
     for row, summary in zip(rows, summaries, strict=True):
         row["usage"] = summary
     has_usage = any(summary is not None for summary in summaries)
-    return aiohttp_jinja2.render_template("keys.html", request, {
-        "keys": rows, "model_names": model_names, "base_url": base_url(request),
-        "has_key_usage": has_usage, "snippet_model": snippet_model})
+    return aiohttp_jinja2.render_template(
+        "keys.html",
+        request,
+        {
+            "keys": rows,
+            "model_names": model_names,
+            "base_url": base_url(request),
+            "has_key_usage": has_usage,
+            "snippet_model": snippet_model,
+        },
+    )

@@ -73,5 +73,8 @@ async def models_page(request: web.Request) -> web.StreamResponse:
     registry = request.config_dict[REGISTRY]
     found, error = await list_models(request.config_dict)
     models = [model_row(registry, info) for info in found]
-    return aiohttp_jinja2.render_template("models.html", request, {
-        "models": models, "catalog_error": error, "choices": EDITOR_CHOICES})
+    return aiohttp_jinja2.render_template(
+        "models.html",
+        request,
+        {"models": models, "catalog_error": error, "choices": EDITOR_CHOICES},
+    )

@@ -23,8 +23,14 @@ LABELS: dict[str, str] = {
     "content_retention_days": "Erase stored prompt/response text after (days)",
 }
 # Shown in the "Other settings" card, in this order (the rest have cards of their own).
-OTHER_SETTINGS = ("image_fetch", "key_rotation_grace", "usage_retention_days",
-                  "usage_retention_rows", "content_logging", "content_retention_days")
+OTHER_SETTINGS = (
+    "image_fetch",
+    "key_rotation_grace",
+    "usage_retention_days",
+    "usage_retention_rows",
+    "content_logging",
+    "content_retention_days",
+)
 
 
 def _locked_by(registry: Registry, name: str) -> str | None:
@@ -45,10 +51,16 @@ def setting_fields(registry: Registry) -> dict[str, dict[str, Any]]:
         if name == "ollama_url":
             kind = "url"
         locked_by = _locked_by(registry, name)
-        out[name] = {"name": name, "label": LABELS.get(name, name), "kind": kind,
-                     "value": registry.setting(name), "help": setting.help,
-                     "choices": setting.choices, "locked": locked_by is not None,
-                     "locked_by": locked_by}
+        out[name] = {
+            "name": name,
+            "label": LABELS.get(name, name),
+            "kind": kind,
+            "value": registry.setting(name),
+            "help": setting.help,
+            "choices": setting.choices,
+            "locked": locked_by is not None,
+            "locked_by": locked_by,
+        }
     return out
 
 
@@ -71,8 +83,15 @@ def default_rows(registry: Registry) -> list[dict[str, Any]]:
 async def settings_page(request: web.Request) -> web.StreamResponse:
     """GET /admin/settings."""
     registry = request.config_dict[REGISTRY]
-    return aiohttp_jinja2.render_template("settings.html", request, {
-        "settings": setting_fields(registry), "other_settings": OTHER_SETTINGS,
-        "default_rows": default_rows(registry),
-        "defaults_locked": "defaults" in registry.config.explicit,
-        "choices": EDITOR_CHOICES, "errors": {}})
+    return aiohttp_jinja2.render_template(
+        "settings.html",
+        request,
+        {
+            "settings": setting_fields(registry),
+            "other_settings": OTHER_SETTINGS,
+            "default_rows": default_rows(registry),
+            "defaults_locked": "defaults" in registry.config.explicit,
+            "choices": EDITOR_CHOICES,
+            "errors": {},
+        },
+    )

@@ -43,9 +43,12 @@ def answer_of(completion: dict[str, Any]) -> dict[str, Any]:
     """Content, reasoning and usage out of a chat.completion."""
     message = completion["choices"][0]["message"] if completion.get("choices") else {}
     reasoning = message.get("reasoning_content") or message.get("reasoning") or ""
-    return {"content": message.get("content") or "", "reasoning": reasoning,
-            "finish_reason": (completion.get("choices") or [{}])[0].get("finish_reason"),
-            "usage": completion.get("usage") or {}}
+    return {
+        "content": message.get("content") or "",
+        "reasoning": reasoning,
+        "finish_reason": (completion.get("choices") or [{}])[0].get("finish_reason"),
+        "usage": completion.get("usage") or {},
+    }
 
 
 async def _run(app: AppState, native: dict[str, Any]) -> list[dict[str, Any]]:
@@ -79,19 +82,30 @@ async def try_model(request: web.Request) -> web.StreamResponse:
         return json_error(400, f"'{info.name}' is disabled; enable it to try it.", "model")
     defaults = registry.setting("defaults") or {}
     try:
-        plan = from_chat_request(plan_body(prompt), model=info.name,
-                                 capabilities=info.known_capabilities,
-                                 overrides=eff.overrides, enforce=eff.enforce,
-                                 defaults=defaults)
+        plan = from_chat_request(
+            plan_body(prompt),
+            model=info.name,
+            capabilities=info.known_capabilities,
+            overrides=eff.overrides,
+            enforce=eff.enforce,
+            defaults=defaults,
+        )
     except OptionError as exc:
         return json_error(400, str(exc), "model")
-    mode = reasoning_mode(eff.reasoning_output, eff.overrides, defaults,
-                          registry.setting("reasoning_output"))
+    mode = reasoning_mode(
+        eff.reasoning_output, eff.overrides, defaults, registry.setting("reasoning_output")
+    )
     started = time.monotonic()
     # The box uses the GPU like any client, so its requests show up in usage too.
-    record = RequestRecord(key_id=TRY_KEY_ID, key_name=TRY_KEY_NAME, endpoint="/admin/try",
-                           model=name, ollama_model=info.name, client_ip=client_ip(request),
-                           user_agent=request.headers.get("User-Agent"))
+    record = RequestRecord(
+        key_id=TRY_KEY_ID,
+        key_name=TRY_KEY_NAME,
+        endpoint="/admin/try",
+        model=name,
+        ollama_model=info.name,
+        client_ip=client_ip(request),
+        user_agent=request.headers.get("User-Agent"),
+    )
     try:
         lines = await asyncio.wait_for(_run(app, plan.native), TRY_TIMEOUT)
     except APIError as exc:
@@ -99,14 +113,16 @@ async def try_model(request: web.Request) -> web.StreamResponse:
     except StreamFailed as exc:
         answer = json_error(502, exc.message, "_form")
     except TimeoutError:
-        answer = json_error(504, f"No complete answer within {TRY_TIMEOUT:.0f} seconds.",
-                            "_form")
+        answer = json_error(504, f"No complete answer within {TRY_TIMEOUT:.0f} seconds.", "_form")
     else:
         # Show reasoning separately whatever the mode, unless the admin hides it.
         shown = "hidden" if mode == "hidden" else "reasoning_content"
         out = answer_of(to_chat_completion(lines, info.public_id, shown))
-        out.update(model=info.public_id, reasoning_mode=mode,
-                   latency_ms=round((time.monotonic() - started) * 1000, 1))
+        out.update(
+            model=info.public_id,
+            reasoning_mode=mode,
+            latency_ms=round((time.monotonic() - started) * 1000, 1),
+        )
         record.prompt_tokens = int(out["usage"].get("prompt_tokens") or 0)
         record.completion_tokens = int(out["usage"].get("completion_tokens") or 0)
         answer = web.json_response(out)

@@ -93,16 +93,27 @@ def input_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return value[0] if len(value) == 1 and isinstance(value[0], str) \
-            and not value[0].startswith("[") else json.dumps(value)
+        return (
+            value[0]
+            if len(value) == 1 and isinstance(value[0], str) and not value[0].startswith("[")
+            else json.dumps(value)
+        )
     if isinstance(value, float) and value.is_integer():
         return str(value)
     return str(value)
 
 
-def _row(name: str, kind: str, default: str, help_text: str, runner: bool,
-         ui: Mapping[str, Any], ui_enforce: Mapping[str, Any],
-         cfg: Mapping[str, Any], cfg_enforce: Mapping[str, Any]) -> dict[str, Any]:
+def _row(
+    name: str,
+    kind: str,
+    default: str,
+    help_text: str,
+    runner: bool,
+    ui: Mapping[str, Any],
+    ui_enforce: Mapping[str, Any],
+    cfg: Mapping[str, Any],
+    cfg_enforce: Mapping[str, Any],
+) -> dict[str, Any]:
     """One editor row: where the option's value comes from and whether it may be edited."""
     if name in cfg_enforce:
         value, mode, source = cfg_enforce[name], "enforce", "config"
@@ -115,27 +126,37 @@ def _row(name: str, kind: str, default: str, help_text: str, runner: bool,
     else:
         value, mode, source = None, "override", None
     return {
-        "name": name, "kind": kind, "default": default, "help": help_text, "runner": runner,
-        "value": input_value(value), "mode": mode, "source": source,
+        "name": name,
+        "kind": kind,
+        "default": default,
+        "help": help_text,
+        "runner": runner,
+        "value": input_value(value),
+        "mode": mode,
+        "source": source,
         "locked": source == "config",
     }
 
 
-def option_rows(ui: Mapping[str, Any] | None = None,
-                ui_enforce: Mapping[str, Any] | None = None,
-                cfg: Mapping[str, Any] | None = None,
-                cfg_enforce: Mapping[str, Any] | None = None,
-                gateway: tuple[str, ...] = ("think", "keep_alive", "reasoning_output"),
-                ) -> list[dict[str, Any]]:
+def option_rows(
+    ui: Mapping[str, Any] | None = None,
+    ui_enforce: Mapping[str, Any] | None = None,
+    cfg: Mapping[str, Any] | None = None,
+    cfg_enforce: Mapping[str, Any] | None = None,
+    gateway: tuple[str, ...] = ("think", "keep_alive", "reasoning_output"),
+) -> list[dict[str, Any]]:
     """Every option the editor lists, with its value, mode (override/enforce) and source.
 
     config.yaml values beat UI values for the same option, so they are shown locked.
     """
     blocks = (ui or {}, ui_enforce or {}, cfg or {}, cfg_enforce or {})
-    rows = [_row(name, GATEWAY_KINDS[name], GATEWAY_DEFAULTS[name], GATEWAY_PARAMS[name],
-                 False, *blocks) for name in gateway]
-    rows += [_row(o.name, o.type, o.default, o.help, o.runner, *blocks)
-             for o in OLLAMA_OPTIONS]
+    rows = [
+        _row(
+            name, GATEWAY_KINDS[name], GATEWAY_DEFAULTS[name], GATEWAY_PARAMS[name], False, *blocks
+        )
+        for name in gateway
+    ]
+    rows += [_row(o.name, o.type, o.default, o.help, o.runner, *blocks) for o in OLLAMA_OPTIONS]
     return rows
 
 

@@ -23,11 +23,31 @@ from web.usage_pages import key_usage_summary, usage_page
 __all__ = ["key_usage_summary", "setup_usage_api"]
 log = logging.getLogger(__name__)
 
-CSV_FIELDS = ("time", "request_id", "key_id", "key_name", "endpoint", "model", "ollama_model",
-              "stream", "status", "error_code", "cancelled", "prompt_tokens",
-              "completion_tokens", "reasoning_tokens", "total_tokens", "latency_ms", "ttft_ms",
-              "load_ms", "tokens_per_s", "client_ip", "user_agent", "prompt_text",
-              "response_text")
+CSV_FIELDS = (
+    "time",
+    "request_id",
+    "key_id",
+    "key_name",
+    "endpoint",
+    "model",
+    "ollama_model",
+    "stream",
+    "status",
+    "error_code",
+    "cancelled",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "latency_ms",
+    "ttft_ms",
+    "load_ms",
+    "tokens_per_s",
+    "client_ip",
+    "user_agent",
+    "prompt_text",
+    "response_text",
+)
 CSV_BATCH = 2000
 # A cell starting with one of these runs as a formula in spreadsheets (CSV injection); key
 # names, user agents and texts are typed by others, so such cells get a leading apostrophe.
@@ -112,10 +132,12 @@ async def usage_csv(request: web.Request) -> web.StreamResponse:
     except UsageUnavailable as exc:
         raise unavailable(exc) from None
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/csv; charset=utf-8",
-        "Content-Disposition": f'attachment; filename="usage-{stamp}.csv"',
-    })
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="usage-{stamp}.csv"',
+        }
+    )
     await response.prepare(request)
     await response.write(csv_text(batch, header=True).encode("utf-8"))
     try:

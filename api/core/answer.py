@@ -179,8 +179,8 @@ class AnswerDecoder:
                 if seq.startswith(buffer[-n:]):
                     keep = n
                     break
-        self._tail = buffer[len(buffer) - keep:] if keep else ""
-        return buffer[:len(buffer) - keep]
+        self._tail = buffer[len(buffer) - keep :] if keep else ""
+        return buffer[: len(buffer) - keep]
 
     def _resolve_forced(self, text: str, calls: list[ToolCall]) -> tuple[str, list[ToolCall]]:
         """At the end of a forced-function answer: turn held JSON text into the call."""
@@ -192,8 +192,11 @@ class AnswerDecoder:
             except json.JSONDecodeError:
                 args = None
             if isinstance(args, dict) and self.forced_function:
-                call = ToolCall(random_id(self.call_prefix, "", 96), self.forced_function,
-                                json.dumps(args, ensure_ascii=False))
+                call = ToolCall(
+                    random_id(self.call_prefix, "", 96),
+                    self.forced_function,
+                    json.dumps(args, ensure_ascii=False),
+                )
                 self.calls.append(call)
                 return text, [*calls, call]
         return text + held, calls
@@ -215,7 +218,8 @@ class AnswerDecoder:
             if not self.parallel_tool_calls and (self.calls or fresh):
                 continue
             self._seen.add(key)
-            fresh.append(ToolCall(cid or random_id(self.call_prefix, "", 96), fn["name"],
-                                  arguments))
+            fresh.append(
+                ToolCall(cid or random_id(self.call_prefix, "", 96), fn["name"], arguments)
+            )
         self.calls.extend(fresh)
         return fresh

@@ -66,8 +66,7 @@ class ModelInfo:
         if not self.modified_at:
             return 0
         try:
-            return int(datetime.fromisoformat(self.modified_at.replace("Z", "+00:00"))
-                       .timestamp())
+            return int(datetime.fromisoformat(self.modified_at.replace("Z", "+00:00")).timestamp())
         except ValueError:
             return 0
 
@@ -158,8 +157,9 @@ class ModelCatalog:
         """Map a display name or any spelling of an Ollama name to the canonical name."""
         key = name.strip().lower()
         names = self.registry.display_names()
-        display = names.get(key) or (names.get(key[: -len(":latest")])
-                                     if key.endswith(":latest") else None)
+        display = names.get(key) or (
+            names.get(key[: -len(":latest")]) if key.endswith(":latest") else None
+        )
         return display or canonical_model(name)
 
     async def _show(self, canon: str) -> _Show | None:
@@ -173,8 +173,9 @@ class ModelCatalog:
         if failed is not None and time.monotonic() - failed < SHOW_RETRY_SECONDS:
             return None
         try:
-            data = await self.client.request_json("POST", "/api/show",
-                                                  {"model": entry.get("name") or canon})
+            data = await self.client.request_json(
+                "POST", "/api/show", {"model": entry.get("name") or canon}
+            )
         except APIError as exc:
             # Remember the failure for a while so a broken model does not cost a call per use.
             log.warning("cannot read details of model %s: %s", canon, exc.message)
@@ -185,8 +186,10 @@ class ModelCatalog:
         info: dict[str, Any] = found if isinstance(found, dict) else {}
         arch = info.get("general.architecture")
         ctx = info.get(f"{arch}.context_length") if isinstance(arch, str) else None
-        show = _Show([c for c in caps if isinstance(c, str)] if isinstance(caps, list) else [],
-                     ctx if isinstance(ctx, int) and not isinstance(ctx, bool) else None)
+        show = _Show(
+            [c for c in caps if isinstance(c, str)] if isinstance(caps, list) else [],
+            ctx if isinstance(ctx, int) and not isinstance(ctx, bool) else None,
+        )
         self._shows[key] = show
         return show
 
@@ -198,21 +201,24 @@ class ModelCatalog:
         show = self._shows.get(str(entry.get("digest") or canon))
         settings = self.registry.model_settings(canon)
         tag_caps = entry.get("capabilities")
-        caps = show.capabilities if show else (list(tag_caps) if isinstance(tag_caps, list)
-                                               else [])
-        ctx = (show.context_length if show and show.context_length else
-               details.get("context_length"))
+        caps = show.capabilities if show else (list(tag_caps) if isinstance(tag_caps, list) else [])
+        ctx = show.context_length if show and show.context_length else details.get("context_length")
         spelled = entry.get("name")
         real = spelled if isinstance(spelled, str) else canon
         return ModelInfo(
-            name=real, display_name=settings.display_name, capabilities=caps,
+            name=real,
+            display_name=settings.display_name,
+            capabilities=caps,
             context_length=ctx if isinstance(ctx, int) else None,
             parameter_size=details.get("parameter_size"),
-            quantization=details.get("quantization_level"), family=details.get("family"),
+            quantization=details.get("quantization_level"),
+            family=details.get("family"),
             size=entry.get("size") if isinstance(entry.get("size"), int) else None,
-            modified_at=entry.get("modified_at"), digest=entry.get("digest"),
+            modified_at=entry.get("modified_at"),
+            digest=entry.get("digest"),
             enabled=settings.enabled,
-            capabilities_known=show is not None or isinstance(tag_caps, list))
+            capabilities_known=show is not None or isinstance(tag_caps, list),
+        )
 
 
 async def startup_refresh(catalog: ModelCatalog) -> None:

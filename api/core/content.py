@@ -23,7 +23,7 @@ def split_inline_thinking(text: str) -> tuple[str | None, str]:
     end = stripped.find("</think>")
     if end < 0:
         return None, text
-    return stripped[len("<think>"):end].strip(), stripped[end + len("</think>"):].lstrip()
+    return stripped[len("<think>") : end].strip(), stripped[end + len("</think>") :].lstrip()
 
 
 def image_source(url: str, param: str) -> str:
@@ -33,8 +33,9 @@ def image_source(url: str, param: str) -> str:
     if url.startswith("data:"):
         header, sep, data = url.partition(",")
         if not sep or not header.endswith(";base64"):
-            raise OptionError(param, f"'{param}' must be a base64 data URL "
-                                     "(data:image/png;base64,...).")
+            raise OptionError(
+                param, f"'{param}' must be a base64 data URL (data:image/png;base64,...)."
+            )
         return check_base64(data, param)
     raise OptionError(param, f"'{param}' must be a data: URL or an http(s) URL.")
 

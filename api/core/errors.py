@@ -27,9 +27,16 @@ _TYPES = {
 class APIError(Exception):
     """An error to send to a client: status, message, code, param and optional headers."""
 
-    def __init__(self, status: int, message: str, *, code: str | None = None,
-                 param: str | None = None, type: str | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -39,16 +46,21 @@ class APIError(Exception):
         self.headers = dict(headers or {})
 
 
-def bad_request(message: str, param: str | None = None,
-                code: str = "invalid_request_error") -> APIError:
+def bad_request(
+    message: str, param: str | None = None, code: str = "invalid_request_error"
+) -> APIError:
     """A 400 naming the offending parameter."""
     return APIError(400, message, param=param, code=code)
 
 
 def model_not_found(model: str) -> APIError:
     """The answer for a model that does not exist or that the key may not use."""
-    return APIError(404, f"The model '{model}' does not exist or you do not have access to it.",
-                    param="model", code="model_not_found")
+    return APIError(
+        404,
+        f"The model '{model}' does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
@@ -59,16 +71,22 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        detail = f"{exc.msg} at position {exc.pos}" if isinstance(exc, json.JSONDecodeError) \
+        detail = (
+            f"{exc.msg} at position {exc.pos}"
+            if isinstance(exc, json.JSONDecodeError)
             else "not UTF-8"
-        raise bad_request(f"Request body is not valid JSON: {detail}.",
-                          code="invalid_json") from None
+        )
+        raise bad_request(
+            f"Request body is not valid JSON: {detail}.", code="invalid_json"
+        ) from None
     except RecursionError:
-        raise bad_request("Request body is not acceptable JSON: nested too deeply.",
-                          code="invalid_json") from None
+        raise bad_request(
+            "Request body is not acceptable JSON: nested too deeply.", code="invalid_json"
+        ) from None
     except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
-        raise bad_request(f"Request body is not acceptable JSON: {exc}.",
-                          code="invalid_json") from None
+        raise bad_request(
+            f"Request body is not acceptable JSON: {exc}.", code="invalid_json"
+        ) from None
     if not isinstance(body, dict):
         raise bad_request("Request body must be a JSON object.", code="invalid_json")
     return body

@@ -38,16 +38,21 @@ def to_png(b64: str) -> str:
     try:
         with Image.open(io.BytesIO(base64.b64decode(b64))) as image:
             if image.width * image.height > MAX_PIXELS:
-                raise APIError(400, f"Image too large: {image.width}x{image.height} pixels "
-                                    f"(at most {MAX_PIXELS:,}).", param="messages",
-                               code="invalid_image")
+                raise APIError(
+                    400,
+                    f"Image too large: {image.width}x{image.height} pixels "
+                    f"(at most {MAX_PIXELS:,}).",
+                    param="messages",
+                    code="invalid_image",
+                )
             image.seek(0)
             mode = "RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB"
             out = io.BytesIO()
             image.convert(mode).save(out, "PNG")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise APIError(400, f"An image could not be decoded: {exc}.", param="messages",
-                       code="invalid_image") from None
+        raise APIError(
+            400, f"An image could not be decoded: {exc}.", param="messages", code="invalid_image"
+        ) from None
     return base64.b64encode(out.getvalue()).decode("ascii")
 
 

@@ -37,8 +37,9 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # site-defined mapping: never trusted
 _SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated, still routed on some networks
 _allow_private: ContextVar[bool] = ContextVar("image_allow_private", default=False)
-_NOT_PUBLIC = ("the host is a private, loopback or link-local address "
-               "(set image_allow_private to allow it).")
+_NOT_PUBLIC = (
+    "the host is a private, loopback or link-local address (set image_allow_private to allow it)."
+)
 
 
 class NotPublicError(OSError):
@@ -48,8 +49,9 @@ class NotPublicError(OSError):
 def _refuse(url: str, why: str) -> APIError:
     """A 400 about one image URL (shortened in the message)."""
     shown = url if len(url) <= 120 else url[:117] + "..."
-    return APIError(400, f"Cannot use image URL {shown}: {why}", param="messages",
-                    code="invalid_image_url")
+    return APIError(
+        400, f"Cannot use image URL {shown}: {why}", param="messages", code="invalid_image_url"
+    )
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -65,14 +67,22 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 
 def is_public(address: str) -> bool:
     """True if an IP address is globally routable (not private/loopback/link-local/...)."""
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = \
-        ipaddress.ip_address(address.split("%", 1)[0])
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+        address.split("%", 1)[0]
+    )
     if isinstance(ip, ipaddress.IPv6Address):
         if ip in _NAT64_LOCAL or ip in _SITE_LOCAL:
             return False
         ip = _embedded_ipv4(ip) or ip
-    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
-                or ip.is_multicast or ip.is_unspecified or not ip.is_global)
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip.is_multicast
+        or ip.is_unspecified
+        or not ip.is_global
+    )
 
 
 class PublicResolver(AbstractResolver):
@@ -81,8 +91,9 @@ class PublicResolver(AbstractResolver):
     def __init__(self) -> None:
         self._inner = ThreadedResolver()
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         """The host's addresses, without the non-public ones; NotPublicError if none is left."""
         found = await self._inner.resolve(host, port, family)
         if _allow_private.get():
@@ -99,10 +110,12 @@ class PublicResolver(AbstractResolver):
 
 async def image_session_ctx(app: web.Application) -> AsyncIterator[None]:
     """The app's one image-fetch session: public-only resolver, no DNS cache, no keep-alive."""
-    connector = aiohttp.TCPConnector(resolver=PublicResolver(), use_dns_cache=False,
-                                     force_close=True, limit=FETCH_CONNECTIONS)
-    app[IMAGES] = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                        trust_env=False)
+    connector = aiohttp.TCPConnector(
+        resolver=PublicResolver(), use_dns_cache=False, force_close=True, limit=FETCH_CONNECTIONS
+    )
+    app[IMAGES] = aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+    )
     yield
     await app[IMAGES].close()
 
@@ -124,8 +137,14 @@ def check_host(url: URL, allow_private: bool) -> None:
         raise _refuse(str(url), _NOT_PUBLIC)
 
 
-async def fetch_image(session: aiohttp.ClientSession, url: str, *, max_bytes: int,
-                      time_limit: float, allow_private: bool) -> str:
+async def fetch_image(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    max_bytes: int,
+    time_limit: float,
+    allow_private: bool,
+) -> str:
     """Download one image and return it as standard base64."""
     try:
         current = URL(url)
@@ -137,8 +156,9 @@ async def fetch_image(session: aiohttp.ClientSession, url: str, *, max_bytes: in
         async with asyncio.timeout(time_limit):
             for _ in range(MAX_REDIRECTS + 1):
                 check_host(current, allow_private)
-                async with session.get(current, allow_redirects=False,
-                                       timeout=client_timeout) as resp:
+                async with session.get(
+                    current, allow_redirects=False, timeout=client_timeout
+                ) as resp:
                     if resp.status in (301, 302, 303, 307, 308):
                         location = resp.headers.get("Location")
                         if not location:
@@ -175,9 +195,15 @@ async def fetch_image(session: aiohttp.ClientSession, url: str, *, max_bytes: in
         _allow_private.reset(token)
 
 
-async def resolve_images(session: aiohttp.ClientSession, messages: Sequence[dict[str, Any]], *,
-                         enabled: bool, max_bytes: int, time_limit: float,
-                         allow_private: bool) -> None:
+async def resolve_images(
+    session: aiohttp.ClientSession,
+    messages: Sequence[dict[str, Any]],
+    *,
+    enabled: bool,
+    max_bytes: int,
+    time_limit: float,
+    allow_private: bool,
+) -> None:
     """Replace http(s) URLs in messages' `images` with fetched base64, concurrently."""
     jobs: list[tuple[list[Any], int, str]] = []
     for msg in messages:
@@ -190,15 +216,32 @@ async def resolve_images(session: aiohttp.ClientSession, messages: Sequence[dict
     if not jobs:
         return
     if not enabled:
-        raise APIError(400, "Image URLs are disabled on this gateway (image_fetch is off); "
-                            "send images as base64 data: URLs.", param="messages",
-                       code="image_fetch_disabled")
+        raise APIError(
+            400,
+            "Image URLs are disabled on this gateway (image_fetch is off); "
+            "send images as base64 data: URLs.",
+            param="messages",
+            code="image_fetch_disabled",
+        )
     if len(jobs) > MAX_IMAGE_URLS:
-        raise APIError(400, f"Too many image URLs: {len(jobs)} (at most {MAX_IMAGE_URLS} per "
-                            "request); send the others as base64 data: URLs.",
-                       param="messages", code="too_many_image_urls")
-    results = await asyncio.gather(*(fetch_image(session, url, max_bytes=max_bytes,
-                                                 time_limit=time_limit, allow_private=allow_private)
-                                     for _, _, url in jobs))
+        raise APIError(
+            400,
+            f"Too many image URLs: {len(jobs)} (at most {MAX_IMAGE_URLS} per "
+            "request); send the others as base64 data: URLs.",
+            param="messages",
+            code="too_many_image_urls",
+        )
+    results = await asyncio.gather(
+        *(
+            fetch_image(
+                session,
+                url,
+                max_bytes=max_bytes,
+                time_limit=time_limit,
+                allow_private=allow_private,
+            )
+            for _, _, url in jobs
+        )
+    )
     for (images, i, _), data in zip(jobs, results, strict=True):
         images[i] = data

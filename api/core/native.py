@@ -16,10 +16,18 @@ from api.core.tools import ToolPlan
 from state.options import OptionError
 
 
-def chat_body(model: str, messages: list[dict[str, Any]], request: Params, tools: ToolPlan,
-              fmt: str | dict[str, Any] | None, *, capabilities: set[str] | None,
-              overrides: Mapping[str, Any], enforce: Mapping[str, Any],
-              defaults: Mapping[str, Any]) -> dict[str, Any]:
+def chat_body(
+    model: str,
+    messages: list[dict[str, Any]],
+    request: Params,
+    tools: ToolPlan,
+    fmt: str | dict[str, Any] | None,
+    *,
+    capabilities: set[str] | None,
+    overrides: Mapping[str, Any],
+    enforce: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+) -> dict[str, Any]:
     """The streaming native chat body; raise OptionError for what the model cannot do."""
     params = layer_params(request, overrides, enforce, defaults)
     apply_capabilities(params, capabilities)
@@ -47,5 +55,9 @@ def has_images(messages: list[dict[str, Any]]) -> bool:
 
 def image_urls(messages: list[dict[str, Any]]) -> list[str]:
     """The http(s) image URLs still to fetch (api.core.images) in native messages."""
-    return [img for m in messages for img in m.get("images", ())
-            if isinstance(img, str) and img.startswith(("http://", "https://"))]
+    return [
+        img
+        for m in messages
+        for img in m.get("images", ())
+        if isinstance(img, str) and img.startswith(("http://", "https://"))
+    ]

@@ -36,8 +36,14 @@ NATIVE_FLAGS = ("truncate", "shift")
 
 # reasoning_effort / reasoning.effort -> native think (wire doc B.2).
 EFFORT_TO_THINK: dict[str, bool | str] = {
-    "none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high",
-    "max": "max", "xhigh": "max", "ultra": "max",
+    "none": False,
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "max": "max",
+    "xhigh": "max",
+    "ultra": "max",
 }
 
 
@@ -68,8 +74,10 @@ def read_params(body: Mapping[str, Any]) -> Params:
             elif name in OPTIONS_BY_NAME:
                 out.options[name] = check_option(name, value, f"options.{name}")
             else:
-                raise OptionError(f"options.{name}", f"Unknown Ollama option '{name}'. Known: "
-                                                     f"{', '.join(OPTIONS_BY_NAME)}.")
+                raise OptionError(
+                    f"options.{name}",
+                    f"Unknown Ollama option '{name}'. Known: {', '.join(OPTIONS_BY_NAME)}.",
+                )
     # Top-level Ollama options (vLLM-style extras, or the SDK's extra_body) beat `options`.
     for name in OPTIONS_BY_NAME:
         if body.get(name) is not None and name not in OPENAI_SAMPLING:
@@ -101,15 +109,15 @@ def read_think(body: Mapping[str, Any]) -> bool | str | None:
         return check_think(body["think"])
     reasoning = body.get("reasoning")
     if reasoning is not None and not isinstance(reasoning, Mapping):
-        raise OptionError("reasoning", "'reasoning' must be an object such as "
-                                       "{\"effort\": \"low\"}.")
-    for param, value in (("reasoning.effort", (reasoning or {}).get("effort")),
-                         ("reasoning_effort", body.get("reasoning_effort"))):
+        raise OptionError("reasoning", '\'reasoning\' must be an object such as {"effort": "low"}.')
+    for param, value in (
+        ("reasoning.effort", (reasoning or {}).get("effort")),
+        ("reasoning_effort", body.get("reasoning_effort")),
+    ):
         if value is None:
             continue
         if not isinstance(value, str) or value.lower() not in EFFORT_TO_THINK:
-            raise OptionError(param, f"'{param}' must be one of "
-                                     f"{', '.join(EFFORT_TO_THINK)}.")
+            raise OptionError(param, f"'{param}' must be one of {', '.join(EFFORT_TO_THINK)}.")
         return EFFORT_TO_THINK[value.lower()]
     return None
 
@@ -127,8 +135,12 @@ def _split(layer: Mapping[str, Any]) -> Params:
     return p
 
 
-def layer_params(request: Params, overrides: Mapping[str, Any], enforce: Mapping[str, Any],
-                 defaults: Mapping[str, Any]) -> Params:
+def layer_params(
+    request: Params,
+    overrides: Mapping[str, Any],
+    enforce: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+) -> Params:
     """Apply precedence: enforce > request > model overrides > global defaults."""
     out = Params(flags=dict(request.flags))
     for layer in (_split(defaults), _split(overrides), request, _split(enforce)):
@@ -140,11 +152,19 @@ def layer_params(request: Params, overrides: Mapping[str, Any], enforce: Mapping
     return out
 
 
-def reasoning_mode(model_mode: str | None, overrides: Mapping[str, Any],
-                   defaults: Mapping[str, Any], global_mode: str | None) -> str:
+def reasoning_mode(
+    model_mode: str | None,
+    overrides: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    global_mode: str | None,
+) -> str:
     """The reasoning output mode: model setting, model override, default block, global."""
-    for mode in (model_mode, overrides.get("reasoning_output"), defaults.get("reasoning_output"),
-                 global_mode):
+    for mode in (
+        model_mode,
+        overrides.get("reasoning_output"),
+        defaults.get("reasoning_output"),
+        global_mode,
+    ):
         if mode in REASONING_OUTPUT_MODES:
             return str(mode)
     return "reasoning_content"

@@ -60,10 +60,12 @@ class Call:
         rid = request.get(REQUEST_ID) or accept_request_id(request.headers.get("X-Request-ID"))
         request_id_var.set(rid)
         self.request_id = rid
-        self.record = RequestRecord(endpoint=endpoint, client_ip=client_ip(request),
-                                    user_agent=clean_text(request.headers.get(
-                                        "User-Agent", "")) or None,
-                                    request_id=rid)
+        self.record = RequestRecord(
+            endpoint=endpoint,
+            client_ip=client_ip(request),
+            user_agent=clean_text(request.headers.get("User-Agent", "")) or None,
+            request_id=rid,
+        )
         self.key: ApiKey | None = None
         self.admission: Admission | None = None
         self.headers: dict[str, str] = {"X-Request-ID": rid}
@@ -81,18 +83,27 @@ class Call:
         scheme, _, secret = header.partition(" ")
         token = secret.strip() if scheme.lower() == "bearer" else ""
         if not token:
-            token = (self.request_headers.get("x-api-key", "")
-                     or self.request_headers.get("api-key", "")).strip()
+            token = (
+                self.request_headers.get("x-api-key", "") or self.request_headers.get("api-key", "")
+            ).strip()
         registry = self.app[REGISTRY]
         if token and clean_text(token) != token:
             # aiohttp keeps undecodable header bytes as lone surrogates; no key looks like that.
-            raise APIError(401, "Invalid API key: no such key.", code="invalid_api_key",
-                           headers={"WWW-Authenticate": 'Bearer realm="ollama2openai"'})
+            raise APIError(
+                401,
+                "Invalid API key: no such key.",
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": 'Bearer realm="ollama2openai"'},
+            )
         try:
             key = registry.authenticate(token or None)
         except AuthError as exc:
-            raise APIError(401, exc.message, code="invalid_api_key",
-                           headers={"WWW-Authenticate": 'Bearer realm="ollama2openai"'}) from None
+            raise APIError(
+                401,
+                exc.message,
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": 'Bearer realm="ollama2openai"'},
+            ) from None
         self.key = key
         self.record.key_id = key.id
         self.record.key_name = key.name
@@ -104,9 +115,12 @@ class Call:
     async def resolve_model(self, name: Any) -> ModelInfo:
         """Resolve and authorise the requested model; 404 model_not_found when not allowed."""
         if not isinstance(name, str) or not name.strip():
-            raise APIError(400, "'model' is required and must be a string.", param="model",
-                           code="missing_required_parameter" if name is None
-                           else "invalid_type")
+            raise APIError(
+                400,
+                "'model' is required and must be a string.",
+                param="model",
+                code="missing_required_parameter" if name is None else "invalid_type",
+            )
         self.record.model = clean_text(name)
         info = await self.app[CATALOG].resolve(name)
         if info is None:
@@ -122,8 +136,9 @@ class Call:
         body = await read_json_object(request)
         info = await self.resolve_model(body.get("model"))
         registry = self.app[REGISTRY]
-        return Target(body, info, registry.model_settings(info.name),
-                      registry.setting("defaults") or {})
+        return Target(
+            body, info, registry.model_settings(info.name), registry.setting("defaults") or {}
+        )
 
     def allowed(self, info: ModelInfo) -> bool:
         """Whether this call's key may see a model (for listings)."""
@@ -136,8 +151,12 @@ class Call:
             self.admission = self.app[LIMITER].admit(self.key)
         except RateLimited as exc:
             retry = max(1, int(exc.retry_after + 0.999))
-            raise APIError(429, exc.message, code="rate_limit_exceeded",
-                           headers={**exc.headers, "Retry-After": str(retry)}) from None
+            raise APIError(
+                429,
+                exc.message,
+                code="rate_limit_exceeded",
+                headers={**exc.headers, "Retry-After": str(retry)},
+            ) from None
         self.headers.update(self.admission.headers)
 
     def add_usage(self, prompt: int, completion: int) -> None:
@@ -151,10 +170,16 @@ class Call:
         """Keep prompt and response text on the record, only when content logging is on."""
         if not self.app[REGISTRY].setting("content_logging"):
             return
-        self.record.prompt_text = clean_text(prompt if isinstance(prompt, str) else json.dumps(
-            prompt, ensure_ascii=False))
-        self.record.response_text = None if response is None else clean_text(
-            response if isinstance(response, str) else json.dumps(response, ensure_ascii=False))
+        self.record.prompt_text = clean_text(
+            prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
+        )
+        self.record.response_text = (
+            None
+            if response is None
+            else clean_text(
+                response if isinstance(response, str) else json.dumps(response, ensure_ascii=False)
+            )
+        )
 
     def first_token(self) -> None:
         """Note the time to first token (once)."""
@@ -179,8 +204,7 @@ class Call:
         if isinstance(count, int) and isinstance(duration, int | float) and duration > 0:
             self.record.tokens_per_s = count / (duration / 1e9)
 
-    def finish(self, status: int, error_code: str | None = None,
-               cancelled: bool = False) -> None:
+    def finish(self, status: int, error_code: str | None = None, cancelled: bool = False) -> None:
         """Release the admission and record the request (exactly once)."""
         if self._recorded:
             return
@@ -262,8 +286,7 @@ def pipeline_middleware(surface: str, render: ErrorRenderer) -> Middleware:
             status, code = err.status, err.code
             return _error_response(render, err, call)
         except json.JSONDecodeError as exc:
-            err = APIError(400, f"Request body is not valid JSON: {exc.msg}.",
-                           code="invalid_json")
+            err = APIError(400, f"Request body is not valid JSON: {exc.msg}.", code="invalid_json")
             status, code = 400, "invalid_json"
             return _error_response(render, err, call)
         except (asyncio.CancelledError, ConnectionResetError):
@@ -272,8 +295,13 @@ def pipeline_middleware(surface: str, render: ErrorRenderer) -> Middleware:
         except Exception:
             # The traceback goes to the log; the client gets a stable shape without internals.
             log.exception("unhandled error on %s %s", request.method, request.path)
-            return _error_response(render, APIError(
-                500, "Internal gateway error; see the gateway log.", code="internal_error"), call)
+            return _error_response(
+                render,
+                APIError(
+                    500, "Internal gateway error; see the gateway log.", code="internal_error"
+                ),
+                call,
+            )
         finally:
             gauge.dec()
             call.finish(status, code, cancelled)

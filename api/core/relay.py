@@ -46,19 +46,20 @@ async def batches_of(stream: UpstreamStream) -> AsyncIterator[list[dict[str, Any
             return  # the answer was complete; only the drain after it failed
         raise StreamFailed(str(exc)) from None
     if not done:
-        raise StreamFailed(f"Ollama at {stream.url} closed the stream before it finished "
-                           "(no done line).")
+        raise StreamFailed(
+            f"Ollama at {stream.url} closed the stream before it finished (no done line)."
+        )
 
 
-async def merged(streams: Sequence[UpstreamStream]
-                 ) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+async def merged(
+    streams: Sequence[UpstreamStream],
+) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
     """(index, batch of lines) from several streams as they arrive; a failure raises."""
     if len(streams) == 1:  # the common case stays a plain loop: no tasks, no queue
         async for batch in batches_of(streams[0]):
             yield 0, batch
         return
-    queue: asyncio.Queue[tuple[int, list[dict[str, Any]] | BaseException | None]] = \
-        asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, list[dict[str, Any]] | BaseException | None]] = asyncio.Queue()
 
     async def pump(i: int, stream: UpstreamStream) -> None:
         try:

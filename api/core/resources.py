@@ -48,8 +48,10 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
     registry.writer = writer
     await apply_configured_password(registry)
     if registry.setting("auth") == "none":
-        log.warning("!!! auth: none - /v1 accepts requests WITHOUT an API key. Use this only "
-                    "on a trusted network. !!!")
+        log.warning(
+            "!!! auth: none - /v1 accepts requests WITHOUT an API key. Use this only "
+            "on a trusted network. !!!"
+        )
     task = asyncio.create_task(watch(registry), name="state-watch")
     try:
         yield
@@ -84,8 +86,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.close()
 
 
-def follow_ollama_url(registry: Registry, client: OllamaClient,
-                      catalog: ModelCatalog) -> None:
+def follow_ollama_url(registry: Registry, client: OllamaClient, catalog: ModelCatalog) -> None:
     """Point the upstream at a changed effective ollama_url (reload, admin edit, CLI)."""
     url = registry.setting("ollama_url")
     if url.rstrip("/") == client.base_url:
@@ -106,9 +107,9 @@ def setup_resources(app: web.Application) -> None:
     app[METRICS].watch_recorder(app[USAGE])
     streams = app[STREAMS] = StreamService()
     app.on_shutdown.append(streams.on_shutdown)
-    client = app[UPSTREAM] = OllamaClient(config.ollama_url,
-                                          connect_timeout=config.connect_timeout,
-                                          read_timeout=config.read_timeout)
+    client = app[UPSTREAM] = OllamaClient(
+        config.ollama_url, connect_timeout=config.connect_timeout, read_timeout=config.read_timeout
+    )
     catalog = app[CATALOG] = ModelCatalog(client, registry)
     registry.listeners.append(lambda: follow_ollama_url(registry, client, catalog))
     app.cleanup_ctx.extend([_state_ctx, _usage_ctx, _upstream_ctx, image_session_ctx])

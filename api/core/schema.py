@@ -16,13 +16,23 @@ from typing import Any
 KEPT = frozenset({"type", "description", "enum", "items", "properties", "required", "anyOf"})
 # Keywords folded into the description, in this order, with a readable label.
 FOLDED = (
-    ("const", "must be"), ("default", "default"), ("minimum", "minimum"),
-    ("maximum", "maximum"), ("exclusiveMinimum", "greater than"),
-    ("exclusiveMaximum", "less than"), ("multipleOf", "multiple of"),
-    ("minLength", "min length"), ("maxLength", "max length"), ("pattern", "pattern"),
-    ("format", "format"), ("minItems", "min items"), ("maxItems", "max items"),
-    ("uniqueItems", "unique items"), ("minProperties", "min properties"),
-    ("maxProperties", "max properties"), ("examples", "examples"),
+    ("const", "must be"),
+    ("default", "default"),
+    ("minimum", "minimum"),
+    ("maximum", "maximum"),
+    ("exclusiveMinimum", "greater than"),
+    ("exclusiveMaximum", "less than"),
+    ("multipleOf", "multiple of"),
+    ("minLength", "min length"),
+    ("maxLength", "max length"),
+    ("pattern", "pattern"),
+    ("format", "format"),
+    ("minItems", "min items"),
+    ("maxItems", "max items"),
+    ("uniqueItems", "unique items"),
+    ("minProperties", "min properties"),
+    ("maxProperties", "max properties"),
+    ("examples", "examples"),
 )
 _MAX_DEPTH = 32
 
@@ -65,8 +75,10 @@ def _node(node: Any, defs: dict[str, Any], depth: int, seen: set[str]) -> Any:
                 for key, value in part.items():
                     mine = node.get(key)
                     if key == "properties" and isinstance(value, Mapping):
-                        node["properties"] = {**(mine if isinstance(mine, Mapping) else {}),
-                                              **value}
+                        node["properties"] = {
+                            **(mine if isinstance(mine, Mapping) else {}),
+                            **value,
+                        }
                     elif key == "required" and isinstance(value, list):
                         have = list(mine) if isinstance(mine, list) else []
                         node["required"] = have + [r for r in value if r not in have]
@@ -91,15 +103,23 @@ def _node(node: Any, defs: dict[str, Any], depth: int, seen: set[str]) -> Any:
             notes.append("may be null")
         elif key in KEPT:
             out[key] = value
-        elif key in ("$defs", "definitions", "$schema", "$id", "title",
-                     "additionalProperties", "$comment"):
+        elif key in (
+            "$defs",
+            "definitions",
+            "$schema",
+            "$id",
+            "title",
+            "additionalProperties",
+            "$comment",
+        ):
             continue
         elif key == "nullable" and value is True:
             notes.append("may be null")
     for key, label in FOLDED:
         if key in node:
-            notes.append(f"{label} {_show(node[key])}" if label != "unique items"
-                         else "items must be unique")
+            notes.append(
+                f"{label} {_show(node[key])}" if label != "unique items" else "items must be unique"
+            )
     if notes:
         out["description"] = _join(out.get("description"), "; ".join(notes))
     return out

@@ -29,8 +29,11 @@ from api.core.upstream import UpstreamStream
 
 log = logging.getLogger(__name__)
 
-SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8",
-               "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
 SHUTDOWN = StreamFailed("The gateway is shutting down; this stream was ended.", "server_shutdown")
 
 
@@ -70,8 +73,9 @@ class Frames(Protocol):
 class OpenStream:
     """One streamed response being written, with the upstream stream(s) feeding it."""
 
-    def __init__(self, request: web.Request, headers: Mapping[str, str],
-                 upstreams: list[UpstreamStream]) -> None:
+    def __init__(
+        self, request: web.Request, headers: Mapping[str, str], upstreams: list[UpstreamStream]
+    ) -> None:
         self.request = request
         self.response = web.StreamResponse(status=200, headers=headers)
         self.upstreams = upstreams
@@ -97,8 +101,9 @@ class StreamService:
         self.streams: set[OpenStream] = set()
         self.closing = False
 
-    async def relay(self, request: web.Request, call: Call, upstreams: list[UpstreamStream],
-                    frames: Frames) -> web.StreamResponse:
+    async def relay(
+        self, request: web.Request, call: Call, upstreams: list[UpstreamStream], frames: Frames
+    ) -> web.StreamResponse:
         """Stream one answer to the client in `frames`' format; always closes the upstreams."""
         stream = OpenStream(request, {**frames.headers, **call.headers}, upstreams)
         self.streams.add(stream)

@@ -20,8 +20,9 @@ from typing import Any
 from api.core.schema import normalize_parameters
 from state.options import OptionError
 
-REQUIRED_NUDGE = ("You must respond by calling one of the provided tools; do not answer in "
-                  "plain text.")
+REQUIRED_NUDGE = (
+    "You must respond by calling one of the provided tools; do not answer in plain text."
+)
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,14 @@ def native_tool(tool: FunctionTool) -> dict[str, Any]:
     if tool.description is not None:
         function["description"] = tool.description
     function["parameters"] = normalize_parameters(
-        tool.parameters or {"type": "object", "properties": {}})
+        tool.parameters or {"type": "object", "properties": {}}
+    )
     return {"type": "function", "function": function}
 
 
-def plan_tools(tools: list[FunctionTool], choice: ToolChoice,
-               param: str = "tool_choice") -> ToolPlan:
+def plan_tools(
+    tools: list[FunctionTool], choice: ToolChoice, param: str = "tool_choice"
+) -> ToolPlan:
     """Decide the native tools for a choice; a choice that cannot be honoured is a 400."""
     native = [native_tool(t) for t in tools]
     if choice.mode == "auto":
@@ -77,12 +80,18 @@ def plan_tools(tools: list[FunctionTool], choice: ToolChoice,
     if choice.mode == "named" and choice.name is not None:
         chosen = [(t, n) for t, n in zip(tools, native, strict=True) if t.name == choice.name]
         if not chosen:
-            raise OptionError(param, f"'{param}' names the function {choice.name!r}, which is "
-                                     "not among 'tools'.")
+            raise OptionError(
+                param, f"'{param}' names the function {choice.name!r}, which is not among 'tools'."
+            )
         tool, spec = chosen[0]
         # Constrain the output to the function's arguments (the original, unnarrowed schema).
-        fmt = dict(tool.parameters) if isinstance(tool.parameters, Mapping) else {
-            "type": "object"}
-        return ToolPlan([spec], f"You must respond by calling the function '{choice.name}'; "
-                                "do not answer in plain text.", "named", choice.name, fmt)
+        fmt = dict(tool.parameters) if isinstance(tool.parameters, Mapping) else {"type": "object"}
+        return ToolPlan(
+            [spec],
+            f"You must respond by calling the function '{choice.name}'; "
+            "do not answer in plain text.",
+            "named",
+            choice.name,
+            fmt,
+        )
     raise ValueError(f"unknown tool choice mode {choice.mode!r}")

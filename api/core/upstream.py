@@ -44,8 +44,9 @@ class UpstreamStream:
             try:
                 chunk = await content.readany()
             except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-                raise UpstreamBroken(f"Connection to Ollama at {self.url} failed mid-stream: "
-                                     f"{_reason(exc)}") from exc
+                raise UpstreamBroken(
+                    f"Connection to Ollama at {self.url} failed mid-stream: {_reason(exc)}"
+                ) from exc
             if not chunk:
                 rest = b"".join(parts)
                 if rest.strip():
@@ -100,8 +101,9 @@ def _reason(exc: BaseException) -> str:
 class OllamaClient:
     """Talks to one Ollama server over a single long-lived ClientSession."""
 
-    def __init__(self, base_url: str, *, connect_timeout: float = 5.0,
-                 read_timeout: float = 600.0) -> None:
+    def __init__(
+        self, base_url: str, *, connect_timeout: float = 5.0, read_timeout: float = 600.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.shown_url = shown_url(self.base_url)
         self.version: str | None = None  # the server's, once the catalog has asked
@@ -114,12 +116,17 @@ class OllamaClient:
         if self._session is None:
             # total=None: streams and first model loads legitimately run for minutes; the read
             # timeout bounds silence between bytes instead.
-            timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout,
-                                            sock_read=self.read_timeout)
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=self.connect_timeout, sock_read=self.read_timeout
+            )
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
-                timeout=timeout, connector=connector, read_bufsize=READ_BUFSIZE,
-                max_line_size=READ_BUFSIZE, max_field_size=READ_BUFSIZE)
+                timeout=timeout,
+                connector=connector,
+                read_bufsize=READ_BUFSIZE,
+                max_line_size=READ_BUFSIZE,
+                max_field_size=READ_BUFSIZE,
+            )
 
     async def close(self) -> None:
         """Close the session (call once at shutdown)."""
@@ -157,8 +164,14 @@ class OllamaClient:
             raise upstream_status_error(response.status, raw, response.headers, body.get("model"))
         return UpstreamStream(response, self.shown_url)
 
-    async def request_json(self, method: str, path: str, body: dict[str, Any] | None = None,
-                           *, total: float | None = None) -> dict[str, Any]:
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        total: float | None = None,
+    ) -> dict[str, Any]:
         """Send one request and return the JSON object; errors raise APIError."""
         url = self.base_url + path
         kwargs: dict[str, Any] = {}
@@ -177,24 +190,42 @@ class OllamaClient:
         try:
             data = json.loads(raw) if raw.strip() else {}
         except json.JSONDecodeError as exc:
-            raise APIError(502, f"Ollama at {self.shown_url} answered {path} with invalid JSON.",
-                           code="upstream_error") from exc
+            raise APIError(
+                502,
+                f"Ollama at {self.shown_url} answered {path} with invalid JSON.",
+                code="upstream_error",
+            ) from exc
         if not isinstance(data, dict):
-            raise APIError(502, f"Ollama at {self.shown_url} answered {path} with a non-object.",
-                           code="upstream_error")
+            raise APIError(
+                502,
+                f"Ollama at {self.shown_url} answered {path} with a non-object.",
+                code="upstream_error",
+            )
         return data
 
 
 def unreachable(base_url: str, exc: BaseException) -> APIError:
     """The 502 for an Ollama that cannot be reached; the message names the URL."""
     if isinstance(exc, asyncio.TimeoutError):
-        return APIError(504, f"Ollama at {base_url} did not answer in time.",
-                        code="upstream_timeout", type="server_error")
+        return APIError(
+            504,
+            f"Ollama at {base_url} did not answer in time.",
+            code="upstream_timeout",
+            type="server_error",
+        )
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return APIError(502, f"Ollama at {base_url} closed the connection before it answered.",
-                        code="upstream_error", type="server_error")
-    return APIError(502, f"Cannot reach Ollama at {base_url}: {_reason(exc)}.",
-                    code="upstream_unreachable", type="server_error")
+        return APIError(
+            502,
+            f"Ollama at {base_url} closed the connection before it answered.",
+            code="upstream_error",
+            type="server_error",
+        )
+    return APIError(
+        502,
+        f"Cannot reach Ollama at {base_url}: {_reason(exc)}.",
+        code="upstream_unreachable",
+        type="server_error",
+    )
 
 
 def upstream_status_error(status: int, raw: bytes, headers: Any, model: Any) -> APIError:
@@ -207,18 +238,33 @@ def upstream_status_error(status: int, raw: bytes, headers: Any, model: Any) -> 
     except (json.JSONDecodeError, UnicodeDecodeError):
         message = raw[:300].decode("utf-8", "replace")
     if status == 404:
-        return APIError(404, message or f"The model '{model}' does not exist.",
-                        param="model", code="model_not_found")
+        return APIError(
+            404,
+            message or f"The model '{model}' does not exist.",
+            param="model",
+            code="model_not_found",
+        )
     if status == 503:
         retry = headers.get("Retry-After", "1") if headers is not None else "1"
-        return APIError(503, message or "Ollama is busy; try again.", code="overloaded",
-                        type="server_error", headers={"Retry-After": retry})
+        return APIError(
+            503,
+            message or "Ollama is busy; try again.",
+            code="overloaded",
+            type="server_error",
+            headers={"Retry-After": retry},
+        )
     if status == 403 and not message:
-        message = ("Ollama refused the request (403). If Ollama listens on loopback, connect "
-                   "through 127.0.0.1 or localhost, or set OLLAMA_HOST=0.0.0.0.")
+        message = (
+            "Ollama refused the request (403). If Ollama listens on loopback, connect "
+            "through 127.0.0.1 or localhost, or set OLLAMA_HOST=0.0.0.0."
+        )
     if status in (400, 413):
         return APIError(400, message or "Ollama rejected the request.", code="upstream_rejected")
     if status == 499:
         return APIError(499, message or "Request cancelled.", code="cancelled")
-    return APIError(502, f"Ollama error ({status}): {message or 'no details'}",
-                    code="upstream_error", type="server_error")
+    return APIError(
+        502,
+        f"Ollama error ({status}): {message or 'no details'}",
+        code="upstream_error",
+        type="server_error",
+    )

@@ -43,15 +43,17 @@ def native_bodies(native: dict[str, Any], n: int) -> list[dict[str, Any]]:
     return bodies
 
 
-async def open_all(request: web.Request, path: str,
-                   bodies: list[dict[str, Any]]) -> list[UpstreamStream]:
+async def open_all(
+    request: web.Request, path: str, bodies: list[dict[str, Any]]
+) -> list[UpstreamStream]:
     """Open every upstream stream before answering, so failures keep their real status."""
     client = request.config_dict[UPSTREAM]
     try:
         if len(bodies) == 1:  # the common case: no gather, no extra task
             return [await client.open_stream(path, bodies[0])]
-        results = await asyncio.gather(*(client.open_stream(path, b) for b in bodies),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(client.open_stream(path, b) for b in bodies), return_exceptions=True
+        )
         streams = [r for r in results if isinstance(r, UpstreamStream)]
         for r in results:
             if isinstance(r, BaseException):
@@ -76,30 +78,45 @@ class ChatHandler:
         registry = request.config_dict[REGISTRY]
         try:
             plan = from_chat_request(
-                body, model=target.info.name, overrides=settings.overrides,
-                enforce=settings.enforce, defaults=defaults,
-                capabilities=target.info.known_capabilities)
+                body,
+                model=target.info.name,
+                overrides=settings.overrides,
+                enforce=settings.enforce,
+                defaults=defaults,
+                capabilities=target.info.known_capabilities,
+            )
         except OptionError as exc:
             raise bad_request(str(exc), exc.param) from None
-        mode = reasoning_mode(settings.reasoning_output, settings.overrides, defaults,
-                              registry.setting("reasoning_output"))
+        mode = reasoning_mode(
+            settings.reasoning_output,
+            settings.overrides,
+            defaults,
+            registry.setting("reasoning_output"),
+        )
         call.record.stream = plan.stream
         call.prompt = body.get("messages")
         call.admit()
         if plan.image_urls:
             await resolve_images(
-                request.config_dict[IMAGES], plan.native["messages"],
+                request.config_dict[IMAGES],
+                plan.native["messages"],
                 enabled=bool(registry.setting("image_fetch")),
                 max_bytes=int(registry.setting("image_max_bytes")),
                 time_limit=float(registry.setting("image_timeout")),
-                allow_private=bool(registry.setting("image_allow_private")))
+                allow_private=bool(registry.setting("image_allow_private")),
+            )
         if plan.has_images:
             await convert_images(plan.native["messages"])
 
         def translator(i: int) -> ChoiceTranslator:
-            return ChoiceTranslator(index=i, reasoning_mode=mode, tool_choice=plan.tool_choice,
-                                    parallel_tool_calls=plan.parallel_tool_calls,
-                                    logprobs=plan.logprobs, forced_function=plan.forced_function)
+            return ChoiceTranslator(
+                index=i,
+                reasoning_mode=mode,
+                tool_choice=plan.tool_choice,
+                parallel_tool_calls=plan.parallel_tool_calls,
+                logprobs=plan.logprobs,
+                forced_function=plan.forced_function,
+            )
 
         translators = [translator(i) for i in range(plan.n)]
         label = body["model"]
@@ -121,18 +138,30 @@ class ChatHandler:
                 spent.append(translators[retry.index])
                 translators[retry.index] = retry
         usage = self._account(call, translators, spent)
-        return web.json_response(completion(completion_id(), int(time.time()), label,
-                                            [t.choice() for t in translators], usage,
-                                            fingerprint(request.config_dict[UPSTREAM].version)))
+        return web.json_response(
+            completion(
+                completion_id(),
+                int(time.time()),
+                label,
+                [t.choice() for t in translators],
+                usage,
+                fingerprint(request.config_dict[UPSTREAM].version),
+            )
+        )
 
     @staticmethod
-    async def _read(request: web.Request, call: Call, translators: list[ChoiceTranslator],
-                    bodies: list[dict[str, Any]]) -> None:
+    async def _read(
+        request: web.Request,
+        call: Call,
+        translators: list[ChoiceTranslator],
+        bodies: list[dict[str, Any]],
+    ) -> None:
         """Fetch whole (non-streamed) native answers into translators."""
         client = request.config_dict[UPSTREAM]
         try:
             answers = await asyncio.gather(
-                *(client.request_json("POST", "/api/chat", b) for b in bodies))
+                *(client.request_json("POST", "/api/chat", b) for b in bodies)
+            )
         except APIError as exc:
             if exc.code == "model_not_found":  # removed from Ollama since the list was cached
                 request.config_dict[CATALOG].invalidate()
@@ -144,37 +173,60 @@ class ChatHandler:
         call.first_token_from(translators[0].final)
 
     @staticmethod
-    def _account(call: Call, translators: list[ChoiceTranslator],
-                 spent: list[ChoiceTranslator] | None = None) -> dict[str, Any]:
+    def _account(
+        call: Call, translators: list[ChoiceTranslator], spent: list[ChoiceTranslator] | None = None
+    ) -> dict[str, Any]:
         """Merge usage over choices (and discarded attempts), count it, note metrics."""
         everyone = translators + (spent or [])
-        usage = (everyone[0].usage() if len(everyone) == 1
-                 else merge_usage([t.usage() for t in everyone]))
+        usage = (
+            everyone[0].usage()
+            if len(everyone) == 1
+            else merge_usage([t.usage() for t in everyone])
+        )
         call.add_usage(usage["prompt_tokens"], usage["completion_tokens"])
         call.record.reasoning_tokens = sum(t.reasoning_tokens() for t in everyone)
         call.note_metrics(translators[0].final)
         first = translators[0]
         answer = "".join(first.content)
         if first.calls:
-            answer += json.dumps([{"name": c["name"], "arguments": c["arguments"]}
-                                  for c in first.calls], ensure_ascii=False)
+            answer += json.dumps(
+                [{"name": c["name"], "arguments": c["arguments"]} for c in first.calls],
+                ensure_ascii=False,
+            )
         call.log_content(call.prompt, answer)
         return usage
 
-    async def _stream(self, request: web.Request, call: Call, plan: ChatPlan,
-                      translators: list[ChoiceTranslator], upstreams: list[UpstreamStream],
-                      label: str) -> web.StreamResponse:
+    async def _stream(
+        self,
+        request: web.Request,
+        call: Call,
+        plan: ChatPlan,
+        translators: list[ChoiceTranslator],
+        upstreams: list[UpstreamStream],
+        label: str,
+    ) -> web.StreamResponse:
         """A streaming answer: one SSE chunk per native piece, then finish, usage, [DONE]."""
-        frames = ChatFrames(call, translators, plan.include_usage, label,
-                            fingerprint(request.config_dict[UPSTREAM].version))
+        frames = ChatFrames(
+            call,
+            translators,
+            plan.include_usage,
+            label,
+            fingerprint(request.config_dict[UPSTREAM].version),
+        )
         return await request.config_dict[STREAMS].relay(request, call, upstreams, frames)
 
 
 class ChatFrames(OpenAIFrames):
     """chat.completion.chunk frames for the n choices of one chat stream."""
 
-    def __init__(self, call: Call, translators: list[ChoiceTranslator], include_usage: bool,
-                 label: str, fp: str) -> None:
+    def __init__(
+        self,
+        call: Call,
+        translators: list[ChoiceTranslator],
+        include_usage: bool,
+        label: str,
+        fp: str,
+    ) -> None:
         super().__init__()
         self.call = call
         self.translators = translators

@@ -36,8 +36,14 @@ from api.core.params import read_params
 from api.core.tools import FunctionTool, ToolChoice, ToolPlan, plan_tools
 from state.options import OptionError
 
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
-         "tool": "tool", "function": "tool"}
+ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+    "function": "tool",
+}
 MAX_N = 16
 
 
@@ -57,24 +63,40 @@ class ChatPlan:
     has_images: bool = False
 
 
-def from_chat_request(body: Mapping[str, Any], *, model: str, capabilities: set[str] | None,
-                      overrides: Mapping[str, Any], enforce: Mapping[str, Any],
-                      defaults: Mapping[str, Any]) -> ChatPlan:
+def from_chat_request(
+    body: Mapping[str, Any],
+    *,
+    model: str,
+    capabilities: set[str] | None,
+    overrides: Mapping[str, Any],
+    enforce: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+) -> ChatPlan:
     """Translate a whole chat request; raise OptionError naming the bad parameter."""
     messages = convert_messages(body.get("messages"))
     tool_plan = plan_openai_tools(body.get("tools"), body.get("tool_choice"))
-    native = chat_body(model, messages, read_params(body), tool_plan,
-                       response_format(body.get("response_format")), capabilities=capabilities,
-                       overrides=overrides, enforce=enforce, defaults=defaults)
-    plan = ChatPlan(native=native, tool_choice=tool_plan.mode,
-                    forced_function=tool_plan.forced_function)
+    native = chat_body(
+        model,
+        messages,
+        read_params(body),
+        tool_plan,
+        response_format(body.get("response_format")),
+        capabilities=capabilities,
+        overrides=overrides,
+        enforce=enforce,
+        defaults=defaults,
+    )
+    plan = ChatPlan(
+        native=native, tool_choice=tool_plan.mode, forced_function=tool_plan.forced_function
+    )
     plan.stream = _bool(body, "stream", False)
     stream_options = body.get("stream_options")
     if stream_options is not None:
         if not isinstance(stream_options, Mapping):
             raise OptionError("stream_options", "'stream_options' must be an object.")
-        plan.include_usage = _bool(stream_options, "include_usage", False,
-                                   "stream_options.include_usage")
+        plan.include_usage = _bool(
+            stream_options, "include_usage", False, "stream_options.include_usage"
+        )
     plan.parallel_tool_calls = _bool(body, "parallel_tool_calls", True)
     plan.n = _int(body, "n", 1, 1, MAX_N)
     plan.logprobs = _bool(body, "logprobs", False)
@@ -86,12 +108,18 @@ def from_chat_request(body: Mapping[str, Any], *, model: str, capabilities: set[
         raise OptionError("top_logprobs", "'top_logprobs' requires 'logprobs': true.")
     plan.image_urls = image_urls(messages)
     if len(plan.image_urls) > MAX_IMAGE_URLS:
-        raise OptionError("messages", f"Too many image URLs: {len(plan.image_urls)} (at most "
-                                      f"{MAX_IMAGE_URLS} per request); send the others as "
-                                      "base64 data: URLs.")
+        raise OptionError(
+            "messages",
+            f"Too many image URLs: {len(plan.image_urls)} (at most "
+            f"{MAX_IMAGE_URLS} per request); send the others as "
+            "base64 data: URLs.",
+        )
     plan.has_images = has_images(messages)
-    if (capabilities is not None and "vision" not in capabilities
-            and _has_image_parts(body["messages"])):
+    if (
+        capabilities is not None
+        and "vision" not in capabilities
+        and _has_image_parts(body["messages"])
+    ):
         # Ollama would answer without looking at the image (or fail); say so instead.
         raise OptionError("messages", f"The model '{model}' does not support images.")
     return plan
@@ -121,17 +149,21 @@ def _int(body: Mapping[str, Any], name: str, default: int, low: int, high: int) 
 
 def _has_image_parts(messages: Sequence[Any]) -> bool:
     """Whether any message has an image_url part (input_audio also lands in `images`)."""
-    return any(isinstance(m, Mapping) and isinstance(m.get("content"), list)
-               and any(isinstance(p, Mapping) and p.get("type") == "image_url"
-                       for p in m["content"]) for m in messages)
+    return any(
+        isinstance(m, Mapping)
+        and isinstance(m.get("content"), list)
+        and any(isinstance(p, Mapping) and p.get("type") == "image_url" for p in m["content"])
+        for m in messages
+    )
 
 
 def _reasoning_details(details: Any) -> str | None:
     """Earlier reasoning in OpenRouter's `reasoning_details` list: its text parts joined."""
     if not isinstance(details, list):
         return None
-    text = "".join(d["text"] for d in details if isinstance(d, Mapping)
-                   and isinstance(d.get("text"), str))
+    text = "".join(
+        d["text"] for d in details if isinstance(d, Mapping) and isinstance(d.get("text"), str)
+    )
     return text or None
 
 
@@ -147,15 +179,21 @@ def convert_messages(messages: Any) -> list[dict[str, Any]]:
             raise OptionError(where, f"'{where}' must be an object.")
         role = msg.get("role")
         if not isinstance(role, str) or role not in ROLES:
-            raise OptionError(f"{where}.role", f"'{where}.role' must be one of "
-                                               f"{', '.join(ROLES)}; got {role!r}.")
+            raise OptionError(
+                f"{where}.role", f"'{where}.role' must be one of {', '.join(ROLES)}; got {role!r}."
+            )
         text, images = _content(msg.get("content"), f"{where}.content")
         native: dict[str, Any] = {"role": ROLES[role], "content": text}
         if images:
             native["images"] = images
-        thinking = next((msg[k] for k in ("reasoning_content", "reasoning", "thinking")
-                         if isinstance(msg.get(k), str) and msg[k]), None) \
-            or _reasoning_details(msg.get("reasoning_details"))
+        thinking = next(
+            (
+                msg[k]
+                for k in ("reasoning_content", "reasoning", "thinking")
+                if isinstance(msg.get(k), str) and msg[k]
+            ),
+            None,
+        ) or _reasoning_details(msg.get("reasoning_details"))
         if native["role"] == "assistant":
             # Clients of the `inline` reasoning mode send <think>…</think> back in content.
             inline, answer = split_inline_thinking(text)
@@ -165,8 +203,7 @@ def convert_messages(messages: Any) -> list[dict[str, Any]]:
             if thinking:
                 native["thinking"] = thinking
         if native["role"] == "assistant" and msg.get("tool_calls"):
-            native["tool_calls"] = _tool_calls(msg["tool_calls"], f"{where}.tool_calls",
-                                               call_names)
+            native["tool_calls"] = _tool_calls(msg["tool_calls"], f"{where}.tool_calls", call_names)
         if native["role"] == "tool":
             call_id = msg.get("tool_call_id")
             if call_id is not None and not isinstance(call_id, str):
@@ -209,16 +246,20 @@ def _content(content: Any, where: str) -> tuple[str, list[str]]:
             image = part.get("image_url")
             url = image.get("url") if isinstance(image, Mapping) else image
             if not isinstance(url, str) or not url:
-                raise OptionError(f"{pw}.image_url.url", f"'{pw}.image_url.url' must be a "
-                                                         "data: or http(s) URL.")
+                raise OptionError(
+                    f"{pw}.image_url.url", f"'{pw}.image_url.url' must be a data: or http(s) URL."
+                )
             images.append(image_source(url, f"{pw}.image_url.url"))
         elif kind == "input_audio":
             audio = part.get("input_audio")
             data = audio.get("data") if isinstance(audio, Mapping) else None
             images.append(check_base64(data, f"{pw}.input_audio.data"))
         else:
-            raise OptionError(f"{pw}.type", f"Unsupported content part type {kind!r} in "
-                                            f"'{pw}'; use text, image_url or input_audio.")
+            raise OptionError(
+                f"{pw}.type",
+                f"Unsupported content part type {kind!r} in "
+                f"'{pw}'; use text, image_url or input_audio.",
+            )
     return "\n".join(texts), images
 
 
@@ -232,8 +273,13 @@ def _tool_calls(calls: Any, where: str, names: dict[str, str]) -> list[dict[str,
         fn = call.get("function") if isinstance(call, Mapping) else None
         if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
             raise OptionError(f"{cw}.function.name", f"'{cw}.function.name' must be a string.")
-        native: dict[str, Any] = {"function": {"index": k, "name": fn["name"],
-                                               "arguments": parse_arguments(fn.get("arguments"))}}
+        native: dict[str, Any] = {
+            "function": {
+                "index": k,
+                "name": fn["name"],
+                "arguments": parse_arguments(fn.get("arguments")),
+            }
+        }
         call_id = call.get("id")
         if isinstance(call_id, str) and call_id:
             native["id"] = call_id
@@ -256,17 +302,23 @@ def response_format(rf: Any) -> str | dict[str, Any] | None:
     if kind == "json_schema":
         spec = rf.get("json_schema")
         if not isinstance(spec, Mapping):
-            raise OptionError("response_format.json_schema",
-                              "'response_format.json_schema' must be an object with a schema.")
+            raise OptionError(
+                "response_format.json_schema",
+                "'response_format.json_schema' must be an object with a schema.",
+            )
         schema = spec.get("schema")
         if schema is None:
             return "json"
         if not isinstance(schema, Mapping):
-            raise OptionError("response_format.json_schema.schema",
-                              "'response_format.json_schema.schema' must be an object.")
+            raise OptionError(
+                "response_format.json_schema.schema",
+                "'response_format.json_schema.schema' must be an object.",
+            )
         return dict(schema)
-    raise OptionError("response_format.type", "'response_format.type' must be text, "
-                                              f"json_object or json_schema; got {kind!r}.")
+    raise OptionError(
+        "response_format.type",
+        f"'response_format.type' must be text, json_object or json_schema; got {kind!r}.",
+    )
 
 
 def read_tool_choice(choice: Any) -> ToolChoice:
@@ -278,8 +330,11 @@ def read_tool_choice(choice: Any) -> ToolChoice:
         name = fn.get("name") if isinstance(fn, Mapping) else None
         if isinstance(name, str):
             return ToolChoice("named", name)
-    raise OptionError("tool_choice", "'tool_choice' must be 'none', 'auto', 'required' or "
-                                     "{\"type\": \"function\", \"function\": {\"name\": …}}.")
+    raise OptionError(
+        "tool_choice",
+        "'tool_choice' must be 'none', 'auto', 'required' or "
+        '{"type": "function", "function": {"name": …}}.',
+    )
 
 
 def read_tools(tools: Any) -> list[FunctionTool]:
@@ -291,18 +346,27 @@ def read_tools(tools: Any) -> list[FunctionTool]:
     out: list[FunctionTool] = []
     for i, tool in enumerate(tools):
         fn = tool.get("function") if isinstance(tool, Mapping) else None
-        if not isinstance(tool, Mapping) or tool.get("type", "function") != "function" or \
-                not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str) or \
-                not fn["name"]:
-            raise OptionError(f"tools[{i}]", f"'tools[{i}]' must be "
-                                             "{\"type\": \"function\", \"function\": {\"name\"…}}.")
+        if (
+            not isinstance(tool, Mapping)
+            or tool.get("type", "function") != "function"
+            or not isinstance(fn, Mapping)
+            or not isinstance(fn.get("name"), str)
+            or not fn["name"]
+        ):
+            raise OptionError(
+                f"tools[{i}]",
+                f'\'tools[{i}]\' must be {{"type": "function", "function": {{"name"…}}}}.',
+            )
         params = fn.get("parameters")
         if params is not None and not isinstance(params, Mapping):
-            raise OptionError(f"tools[{i}].function.parameters",
-                              f"'tools[{i}].function.parameters' must be a JSON Schema object.")
+            raise OptionError(
+                f"tools[{i}].function.parameters",
+                f"'tools[{i}].function.parameters' must be a JSON Schema object.",
+            )
         description = fn.get("description")
-        out.append(FunctionTool(fn["name"], description if isinstance(description, str)
-                                else None, params))
+        out.append(
+            FunctionTool(fn["name"], description if isinstance(description, str) else None, params)
+        )
     return out
 
 

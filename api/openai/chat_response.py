@@ -24,7 +24,6 @@ def fingerprint(version: str | None) -> str:
     return f"{FINGERPRINT}_{version}" if version else FINGERPRINT
 
 
-
 def completion_id(prefix: str = "chatcmpl") -> str:
     """A unique id such as chatcmpl-<32 hex> (128 random bits; ids need not be secret)."""
     return random_id(prefix)
@@ -40,8 +39,11 @@ def usage_of(final: Mapping[str, Any] | None) -> dict[str, Any]:
     final = final or {}
     prompt = _count(final.get("prompt_eval_count"))
     completion = _count(final.get("eval_count"))
-    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                             "total_tokens": prompt + completion}
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
     cached = final.get("prompt_eval_cached_count")
     if isinstance(cached, int) and not isinstance(cached, bool):
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
@@ -52,8 +54,11 @@ def merge_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
     """Usage of n choices of one prompt: the prompt counted once, completions added."""
     prompt = max((u["prompt_tokens"] for u in usages), default=0)
     completion = sum(u["completion_tokens"] for u in usages)
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def _count(value: Any) -> int:
@@ -96,8 +101,15 @@ class ChoiceTranslator:
     def feed(self, line: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Chunk choices for one native line (the finish chunk too when it is the last)."""
         message = line.get("message")
-        if (self.started and type(message) is dict and len(message) == 2 and len(line) <= 4
-                and not line.get("done") and not self.forced_function and not self._think_open):
+        if (
+            self.started
+            and type(message) is dict
+            and len(message) == 2
+            and len(line) <= 4
+            and not line.get("done")
+            and not self.forced_function
+            and not self._think_open
+        ):
             # Fast path for the common line: only role and a piece of content.
             text = message.get("content")
             if type(text) is str:
@@ -105,8 +117,14 @@ class ChoiceTranslator:
                     return []
                 self.answer_chars += len(text)
                 self.content.append(text)
-                return [{"index": self.index, "delta": {"content": text}, "logprobs": None,
-                         "finish_reason": None}]
+                return [
+                    {
+                        "index": self.index,
+                        "delta": {"content": text},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ]
         message = message if isinstance(message, Mapping) else {}
         text = _str(message.get("content"))
         thinking = _str(message.get("thinking"))
@@ -131,8 +149,11 @@ class ChoiceTranslator:
             self.content.append(text)
         out: list[dict[str, Any]] = []
         if thinking and self.reasoning_mode != "hidden":
-            out.append(self._choice(self._reasoning_delta(thinking),
-                                    logprobs if not (text or calls) else None))
+            out.append(
+                self._choice(
+                    self._reasoning_delta(thinking), logprobs if not (text or calls) else None
+                )
+            )
         if text or calls or (logprobs and not thinking):
             delta: dict[str, Any] = {}
             if text or not calls:
@@ -148,12 +169,19 @@ class ChoiceTranslator:
         if done:
             self.done = True
             self.final = dict(line)
-            out.append({"index": self.index, "delta": {}, "logprobs": None,
-                        "finish_reason": self.finish_reason()})
+            out.append(
+                {
+                    "index": self.index,
+                    "delta": {},
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason(),
+                }
+            )
         return out
 
-    def _resolve_forced(self, text: str, calls: list[dict[str, Any]]
-                        ) -> tuple[str, list[dict[str, Any]]]:
+    def _resolve_forced(
+        self, text: str, calls: list[dict[str, Any]]
+    ) -> tuple[str, list[dict[str, Any]]]:
         """At the end of a named tool_choice answer: turn held JSON into the call."""
         held = "".join(self._held)
         self._held.clear()
@@ -163,8 +191,12 @@ class ChoiceTranslator:
             except json.JSONDecodeError:
                 args = None
             if isinstance(args, dict):
-                call = {"index": 0, "id": call_id(), "name": self.forced_function,
-                        "arguments": json.dumps(args, ensure_ascii=False)}
+                call = {
+                    "index": 0,
+                    "id": call_id(),
+                    "name": self.forced_function,
+                    "arguments": json.dumps(args, ensure_ascii=False),
+                }
                 self.calls.append(call)
                 return text, [*calls, call]
         return text + held, calls
@@ -188,22 +220,32 @@ class ChoiceTranslator:
     def choice(self) -> dict[str, Any]:
         """The accumulated choice of a non-streaming chat.completion."""
         text = "".join(self.content)
-        message: dict[str, Any] = {"role": "assistant",
-                                   "content": None if self.calls and not text else text}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if self.calls and not text else text,
+        }
         thinking = "".join(self.reasoning)
         if thinking and self.reasoning_mode != "hidden":
             message.update(self._reasoning_delta(thinking))
         if self.calls:
-            message["tool_calls"] = [{k: v for k, v in self._call_delta(c).items()
-                                      if k != "index"} for c in self.calls]
-        return {"index": self.index, "message": message,
-                "logprobs": {"content": self.logprob_items} if self.logprobs else None,
-                "finish_reason": self.finish_reason()}
+            message["tool_calls"] = [
+                {k: v for k, v in self._call_delta(c).items() if k != "index"} for c in self.calls
+            ]
+        return {
+            "index": self.index,
+            "message": message,
+            "logprobs": {"content": self.logprob_items} if self.logprobs else None,
+            "finish_reason": self.finish_reason(),
+        }
 
     # -- helpers --------------------------------------------------------------------------
     def _choice(self, delta: dict[str, Any], logprobs: list[Any] | None) -> dict[str, Any]:
-        return {"index": self.index, "delta": delta,
-                "logprobs": {"content": logprobs} if logprobs else None, "finish_reason": None}
+        return {
+            "index": self.index,
+            "delta": delta,
+            "logprobs": {"content": logprobs} if logprobs else None,
+            "finish_reason": None,
+        }
 
     def _reasoning_delta(self, text: str) -> dict[str, Any]:
         if self.reasoning_mode == "reasoning":
@@ -233,8 +275,11 @@ class ChoiceTranslator:
             if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
                 continue
             args = fn.get("arguments")
-            arguments = args if isinstance(args, str) else json.dumps(
-                args if args is not None else {}, ensure_ascii=False)
+            arguments = (
+                args
+                if isinstance(args, str)
+                else json.dumps(args if args is not None else {}, ensure_ascii=False)
+            )
             cid = call.get("id") if isinstance(call.get("id"), str) and call["id"] else None
             key = cid or f"{fn['name']}\0{arguments}\0{len(self.calls) + len(fresh)}"
             if key in self._seen_calls:
@@ -242,15 +287,25 @@ class ChoiceTranslator:
             if not self.parallel_tool_calls and (self.calls or fresh):
                 continue
             self._seen_calls.add(key)
-            fresh.append({"index": len(self.calls) + len(fresh), "id": cid or call_id(),
-                          "name": fn["name"], "arguments": arguments})
+            fresh.append(
+                {
+                    "index": len(self.calls) + len(fresh),
+                    "id": cid or call_id(),
+                    "name": fn["name"],
+                    "arguments": arguments,
+                }
+            )
         self.calls.extend(fresh)
         return fresh
 
     @staticmethod
     def _call_delta(call: Mapping[str, Any]) -> dict[str, Any]:
-        return {"index": call["index"], "id": call["id"], "type": "function",
-                "function": {"name": call["name"], "arguments": call["arguments"]}}
+        return {
+            "index": call["index"],
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["name"], "arguments": call["arguments"]},
+        }
 
 
 def _str(value: Any) -> str:
@@ -261,11 +316,24 @@ def _str(value: Any) -> str:
 class ChunkEncoder:
     """Encodes the SSE frames of one stream; the constant envelope is encoded once."""
 
-    def __init__(self, cid: str, created: int, model: str, include_usage: bool,
-                 system_fingerprint: str = FINGERPRINT) -> None:
-        head = json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
-                           "model": model, "system_fingerprint": system_fingerprint},
-                          ensure_ascii=False)
+    def __init__(
+        self,
+        cid: str,
+        created: int,
+        model: str,
+        include_usage: bool,
+        system_fingerprint: str = FINGERPRINT,
+    ) -> None:
+        head = json.dumps(
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": system_fingerprint,
+            },
+            ensure_ascii=False,
+        )
         self._head = b"data: " + head[:-1].encode() + b', "choices": ['
         self._tail = b'], "usage": null}\n\n' if include_usage else b"]}\n\n"
         self.envelope = (cid, created, model)
@@ -275,27 +343,52 @@ class ChunkEncoder:
         return self._head + encode_json(choice).encode() + self._tail
 
 
-def chunk(cid: str, created: int, model: str, choices: list[dict[str, Any]],
-          include_usage: bool, usage: dict[str, Any] | None = None,
-          system_fingerprint: str = FINGERPRINT) -> dict[str, Any]:
+def chunk(
+    cid: str,
+    created: int,
+    model: str,
+    choices: list[dict[str, Any]],
+    include_usage: bool,
+    usage: dict[str, Any] | None = None,
+    system_fingerprint: str = FINGERPRINT,
+) -> dict[str, Any]:
     """A chat.completion.chunk envelope (usage:null on ordinary chunks when usage is asked)."""
-    out: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created,
-                           "model": model, "system_fingerprint": system_fingerprint,
-                           "choices": choices}
+    out: dict[str, Any] = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": system_fingerprint,
+        "choices": choices,
+    }
     if include_usage:
         out["usage"] = usage
     return out
 
 
-def completion(cid: str, created: int, model: str, choices: list[dict[str, Any]],
-               usage: dict[str, Any], system_fingerprint: str = FINGERPRINT) -> dict[str, Any]:
+def completion(
+    cid: str,
+    created: int,
+    model: str,
+    choices: list[dict[str, Any]],
+    usage: dict[str, Any],
+    system_fingerprint: str = FINGERPRINT,
+) -> dict[str, Any]:
     """A chat.completion object."""
-    return {"id": cid, "object": "chat.completion", "created": created, "model": model,
-            "system_fingerprint": system_fingerprint, "choices": choices, "usage": usage}
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": system_fingerprint,
+        "choices": choices,
+        "usage": usage,
+    }
 
 
-def to_chat_completion(lines: Sequence[Mapping[str, Any]], model: str,
-                       reasoning_mode: str = "reasoning_content") -> dict[str, Any]:
+def to_chat_completion(
+    lines: Sequence[Mapping[str, Any]], model: str, reasoning_mode: str = "reasoning_content"
+) -> dict[str, Any]:
     """A whole native response (all lines) -> chat.completion (used by tests and tools)."""
     tr = ChoiceTranslator(reasoning_mode=reasoning_mode)
     for line in lines:

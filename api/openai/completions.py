@@ -40,29 +40,42 @@ def text_list(value: Any, param: str) -> list[str]:
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return list(value)
     if isinstance(value, list) and value and all(isinstance(v, int | list) for v in value):
-        raise OptionError(param, f"Token arrays in '{param}' are not supported (Ollama has no "
-                                 "detokenize endpoint); send text.")
+        raise OptionError(
+            param,
+            f"Token arrays in '{param}' are not supported (Ollama has no "
+            "detokenize endpoint); send text.",
+        )
     raise OptionError(param, f"'{param}' must be a string or a non-empty array of strings.")
 
 
-def from_completion_request(body: Mapping[str, Any], *, model: str,
-                            capabilities: set[str] | None, overrides: Mapping[str, Any],
-                            enforce: Mapping[str, Any],
-                            defaults: Mapping[str, Any]) -> CompletionPlan:
+def from_completion_request(
+    body: Mapping[str, Any],
+    *,
+    model: str,
+    capabilities: set[str] | None,
+    overrides: Mapping[str, Any],
+    enforce: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+) -> CompletionPlan:
     """Translate a completions request; raise OptionError naming the bad parameter."""
     prompts = text_list(body.get("prompt"), "prompt")
     if len(prompts) > MAX_PROMPTS:
-        raise OptionError("prompt", f"'prompt' has {len(prompts)} entries; at most "
-                                    f"{MAX_PROMPTS} prompts per request.")
+        raise OptionError(
+            "prompt",
+            f"'prompt' has {len(prompts)} entries; at most {MAX_PROMPTS} prompts per request.",
+        )
     params: Params = layer_params(read_params(body), overrides, enforce, defaults)
     apply_capabilities(params, capabilities)
     n = body.get("n", 1) if body.get("n") is not None else 1
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
         raise OptionError("n", f"'n' must be an integer between 1 and {MAX_N}.")
     if len(prompts) * n > MAX_GENERATIONS:
-        raise OptionError("n", f"{len(prompts)} prompts x n={n} would start "
-                               f"{len(prompts) * n} generations; at most {MAX_GENERATIONS} "
-                               "per request.")
+        raise OptionError(
+            "n",
+            f"{len(prompts)} prompts x n={n} would start "
+            f"{len(prompts) * n} generations; at most {MAX_GENERATIONS} "
+            "per request.",
+        )
     plan = CompletionPlan(natives=[], prompts=[])
     plan.stream = _flag(body, "stream")
     options = body.get("stream_options")
@@ -72,8 +85,9 @@ def from_completion_request(body: Mapping[str, Any], *, model: str,
         plan.include_usage = _flag(options, "include_usage", "stream_options.include_usage")
     plan.echo = _flag(body, "echo")
     logprobs = body.get("logprobs")
-    if logprobs is not None and (isinstance(logprobs, bool) or not isinstance(logprobs, int)
-                                 or not 0 <= logprobs <= 20):
+    if logprobs is not None and (
+        isinstance(logprobs, bool) or not isinstance(logprobs, int) or not 0 <= logprobs <= 20
+    ):
         raise OptionError("logprobs", "'logprobs' must be an integer between 0 and 20.")
     plan.logprobs = logprobs
     suffix = body.get("suffix")
@@ -138,16 +152,25 @@ class TextChoice:
             self.text.append(piece)
         if not piece and not raw and not line.get("done"):
             return None
-        return {"text": piece, "index": self.index, "logprobs": lp,
-                "finish_reason": finish_reason(line.get("done_reason"), False)
-                if line.get("done") else None}
+        return {
+            "text": piece,
+            "index": self.index,
+            "logprobs": lp,
+            "finish_reason": finish_reason(line.get("done_reason"), False)
+            if line.get("done")
+            else None,
+        }
 
     def _logprobs(self, raw: list[Any]) -> dict[str, Any] | None:
         """Native logprobs -> the completions shape (tokens, token_logprobs, ...)."""
         if self.logprobs is None:
             return None
-        out: dict[str, Any] = {"tokens": [], "token_logprobs": [], "top_logprobs": [],
-                               "text_offset": []}
+        out: dict[str, Any] = {
+            "tokens": [],
+            "token_logprobs": [],
+            "top_logprobs": [],
+            "text_offset": [],
+        }
         for entry in raw:
             if not isinstance(entry, Mapping):
                 continue
@@ -156,16 +179,21 @@ class TextChoice:
             out["token_logprobs"].append(entry.get("logprob"))
             found = entry.get("top_logprobs")
             tops: list[Any] = found if isinstance(found, list) else []
-            out["top_logprobs"].append({str(t.get("token")): t.get("logprob") for t in tops
-                                        if isinstance(t, Mapping)})
+            out["top_logprobs"].append(
+                {str(t.get("token")): t.get("logprob") for t in tops if isinstance(t, Mapping)}
+            )
             out["text_offset"].append(self._offset)
             self._offset += len(token)
         return out
 
     def choice(self, all_logprobs: dict[str, Any] | None) -> dict[str, Any]:
         """The non-streaming choice."""
-        return {"text": "".join(self.text), "index": self.index, "logprobs": all_logprobs,
-                "finish_reason": finish_reason((self.final or {}).get("done_reason"), False)}
+        return {
+            "text": "".join(self.text),
+            "index": self.index,
+            "logprobs": all_logprobs,
+            "finish_reason": finish_reason((self.final or {}).get("done_reason"), False),
+        }
 
     def usage(self) -> dict[str, Any]:
         """Usage from the final line."""
@@ -177,12 +205,19 @@ def merge_logprobs(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     real = [p for p in parts if p is not None]
     if not real:
         return None
-    return {k: [v for p in real for v in p[k]] for k in ("tokens", "token_logprobs",
-                                                          "top_logprobs", "text_offset")}
+    return {
+        k: [v for p in real for v in p[k]]
+        for k in ("tokens", "token_logprobs", "top_logprobs", "text_offset")
+    }
 
 
-def embed_request(body: Mapping[str, Any], model: str, overrides: Mapping[str, Any],
-                  enforce: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+def embed_request(
+    body: Mapping[str, Any],
+    model: str,
+    overrides: Mapping[str, Any],
+    enforce: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+) -> dict[str, Any]:
     """An OpenAI embeddings request -> native /api/embed body."""
     inputs = text_list(body.get("input"), "input")
     fmt = body.get("encoding_format")
@@ -205,12 +240,21 @@ def to_embeddings(native: Mapping[str, Any], label: str, encoding: str) -> dict[
     """A native /api/embed answer -> OpenAI's embeddings list."""
     found = native.get("embeddings")
     vectors: list[Any] = found if isinstance(found, list) else []
-    data = [{"object": "embedding", "index": i,
-             "embedding": encode_vector(v) if encoding == "base64" else v}
-            for i, v in enumerate(vectors)]
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": encode_vector(v) if encoding == "base64" else v,
+        }
+        for i, v in enumerate(vectors)
+    ]
     prompt = usage_of(native)["prompt_tokens"]
-    return {"object": "list", "data": data, "model": label,
-            "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}
+    return {
+        "object": "list",
+        "data": data,
+        "model": label,
+        "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+    }
 
 
 def encode_vector(vector: list[float]) -> str:

@@ -25,13 +25,24 @@ from appkeys import CATALOG, STREAMS, UPSTREAM
 from state.options import OptionError
 
 
-def _envelope(cid: str, created: int, label: str, choices: list[dict[str, Any]],
-              usage: dict[str, Any] | None, with_usage: bool,
-              system_fingerprint: str = FINGERPRINT) -> dict[str, Any]:
+def _envelope(
+    cid: str,
+    created: int,
+    label: str,
+    choices: list[dict[str, Any]],
+    usage: dict[str, Any] | None,
+    with_usage: bool,
+    system_fingerprint: str = FINGERPRINT,
+) -> dict[str, Any]:
     """A text_completion object (or stream chunk)."""
-    out: dict[str, Any] = {"id": cid, "object": "text_completion", "created": created,
-                           "model": label, "system_fingerprint": system_fingerprint,
-                           "choices": choices}
+    out: dict[str, Any] = {
+        "id": cid,
+        "object": "text_completion",
+        "created": created,
+        "model": label,
+        "system_fingerprint": system_fingerprint,
+        "choices": choices,
+    }
     if with_usage:
         out["usage"] = usage
     return out
@@ -47,15 +58,22 @@ class Endpoints:
         body, info, settings = target.body, target.info, target.settings
         try:
             plan = from_completion_request(
-                body, model=info.name, overrides=settings.overrides, enforce=settings.enforce,
-                defaults=target.defaults, capabilities=info.known_capabilities)
+                body,
+                model=info.name,
+                overrides=settings.overrides,
+                enforce=settings.enforce,
+                defaults=target.defaults,
+                capabilities=info.known_capabilities,
+            )
         except OptionError as exc:
             raise bad_request(str(exc), exc.param) from None
         call.record.stream = plan.stream
         call.prompt = body.get("prompt")
         call.admit()
-        choices = [TextChoice(index=i, prompt=p, echo=plan.echo, logprobs=plan.logprobs)
-                   for i, p in enumerate(plan.prompts)]
+        choices = [
+            TextChoice(index=i, prompt=p, echo=plan.echo, logprobs=plan.logprobs)
+            for i, p in enumerate(plan.prompts)
+        ]
         upstreams = await open_all(request, "/api/generate", plan.natives)
         label = body["model"]
         cid, created = completion_id("cmpl"), int(time.time())
@@ -76,11 +94,20 @@ class Endpoints:
                 for s in upstreams:
                     s.close()
             usage = self._usage(call, choices, n_prompts)
-            return web.json_response(_envelope(
-                cid, created, label, [c.choice(merge_logprobs(parts[c.index])) for c in choices],
-                usage, True, fp))
-        frames = CompletionFrames(call, choices, n_prompts, plan.include_usage,
-                                  (cid, created, label, fp))
+            return web.json_response(
+                _envelope(
+                    cid,
+                    created,
+                    label,
+                    [c.choice(merge_logprobs(parts[c.index])) for c in choices],
+                    usage,
+                    True,
+                    fp,
+                )
+            )
+        frames = CompletionFrames(
+            call, choices, n_prompts, plan.include_usage, (cid, created, label, fp)
+        )
         return await request.config_dict[STREAMS].relay(request, call, upstreams, frames)
 
     @staticmethod
@@ -95,8 +122,11 @@ class Endpoints:
                 by_prompt[c.prompt] = max(by_prompt.get(c.prompt, 0), u["prompt_tokens"])
             prompt = sum(by_prompt.values())
             completion = sum(u["completion_tokens"] for u in usages)
-            usage = {"prompt_tokens": prompt, "completion_tokens": completion,
-                     "total_tokens": prompt + completion}
+            usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
         call.add_usage(usage["prompt_tokens"], usage["completion_tokens"])
         call.note_metrics(choices[0].final)
         call.log_content(call.prompt, "".join(choices[0].text))
@@ -108,8 +138,9 @@ class Endpoints:
         target = await call.start(request)
         body, info, settings = target.body, target.info, target.settings
         try:
-            native = embed_request(body, info.name, settings.overrides, settings.enforce,
-                                   target.defaults)
+            native = embed_request(
+                body, info.name, settings.overrides, settings.enforce, target.defaults
+            )
         except OptionError as exc:
             raise bad_request(str(exc), exc.param) from None
         call.admit()
@@ -143,9 +174,12 @@ class Endpoints:
 
 def model_object(info: ModelInfo) -> dict[str, Any]:
     """A model in OpenAI's shape plus extension fields Ollama knows."""
-    out: dict[str, Any] = {"id": info.public_id, "object": "model", "created": info.created,
-                           "owned_by": info.name.split("/", 1)[0] if "/" in info.name
-                           else "library"}
+    out: dict[str, Any] = {
+        "id": info.public_id,
+        "object": "model",
+        "created": info.created,
+        "owned_by": info.name.split("/", 1)[0] if "/" in info.name else "library",
+    }
     if info.context_length:
         out["context_length"] = info.context_length
     if info.capabilities:
@@ -159,17 +193,25 @@ def model_object(info: ModelInfo) -> dict[str, Any]:
 class CompletionFrames(OpenAIFrames):
     """text_completion chunks for the choices of one completions stream."""
 
-    def __init__(self, call: Call, choices: list[TextChoice], n_prompts: int,
-                 include_usage: bool, envelope: tuple[str, int, str, str]) -> None:
+    def __init__(
+        self,
+        call: Call,
+        choices: list[TextChoice],
+        n_prompts: int,
+        include_usage: bool,
+        envelope: tuple[str, int, str, str],
+    ) -> None:
         super().__init__()
         self.call, self.choices, self.n_prompts = call, choices, n_prompts
         self.include_usage = include_usage
         self.cid, self.created, self.label, self.fp = envelope
 
-    def _frame(self, choices: list[dict[str, Any]], usage: dict[str, Any] | None,
-               with_usage: bool) -> bytes:
-        return frame(_envelope(self.cid, self.created, self.label, choices, usage, with_usage,
-                               self.fp))
+    def _frame(
+        self, choices: list[dict[str, Any]], usage: dict[str, Any] | None, with_usage: bool
+    ) -> bytes:
+        return frame(
+            _envelope(self.cid, self.created, self.label, choices, usage, with_usage, self.fp)
+        )
 
     def feed(self, index: int, lines: list[dict[str, Any]]) -> bytes:
         """A chunk per line that carries text (or the finish)."""

@@ -11,8 +11,9 @@ from api.core.errors import APIError
 
 def openai_error_body(err: APIError) -> dict[str, Any]:
     """The JSON body OpenAI clients parse."""
-    return {"error": {"message": err.message, "type": err.type, "param": err.param,
-                      "code": err.code}}
+    return {
+        "error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}
+    }
 
 
 def openai_error(err: APIError) -> web.Response:

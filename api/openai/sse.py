@@ -19,8 +19,16 @@ def frame(obj: Mapping[str, Any]) -> bytes:
 
 def error_frame(failure: StreamFailed) -> bytes:
     """The frame that ends a failed stream (the openai SDK raises APIError on it)."""
-    return frame({"error": {"message": failure.message, "type": "server_error", "param": None,
-                            "code": failure.code}})
+    return frame(
+        {
+            "error": {
+                "message": failure.message,
+                "type": "server_error",
+                "param": None,
+                "code": failure.code,
+            }
+        }
+    )
 
 
 class OpenAIFrames:

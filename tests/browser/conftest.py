@@ -19,9 +19,15 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps trying to reach Google's servers,
 # which this network refuses (slow starts, log noise).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -32,14 +38,17 @@ def ensure_chromium() -> str | None:
     if os.path.exists(CHROMIUM):
         return None
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return (f"{CHROMIUM} is missing and installing it with apt needs root "
-                "(run: apt-get install -y chromium)")
+        return (
+            f"{CHROMIUM} is missing and installing it with apt needs root "
+            "(run: apt-get install -y chromium)"
+        )
     if shutil.which("apt-get") is None:
         return f"{CHROMIUM} is missing and there is no apt-get to install it"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
-                              check=False)
+        done = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     if not os.path.exists(CHROMIUM):
@@ -71,8 +80,9 @@ async def browser(chromium_path: str) -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        instance = await pw.chromium.launch(executable_path=chromium_path, headless=True,
-                                            args=CHROMIUM_ARGS)
+        instance = await pw.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
         try:
             yield instance
         finally:

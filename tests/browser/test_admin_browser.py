@@ -17,8 +17,10 @@ pytestmark = pytest.mark.browser
 
 NEW_PASSWORD = "browser-tested-password"
 # Chromium logs every 4xx/5xx fetch as a console error; expected ones are filtered out.
-_EXPECTED_HTTP = re.compile(r"Failed to load resource: the server responded with a status of "
-                            r"(400|404|502)")
+_EXPECTED_HTTP = re.compile(
+    r"Failed to load resource: the server responded with a status of "
+    r"(400|404|502)"
+)
 
 
 def base_of(client: Any) -> str:
@@ -59,8 +61,9 @@ async def log_in_and_change_password(page: Any, base: str) -> None:
     assert "Password changed." in await page.inner_text("main")
 
 
-async def test_admin_tasks_end_to_end(make_gateway: MakeGateway, fake_ollama: FakeOllama,
-                                      page: Any) -> None:
+async def test_admin_tasks_end_to_end(
+    make_gateway: MakeGateway, fake_ollama: FakeOllama, page: Any
+) -> None:
     client = await make_gateway()
     base = base_of(client)
 
@@ -99,7 +102,8 @@ async def test_admin_tasks_end_to_end(make_gateway: MakeGateway, fake_ollama: Fa
     sdk = openai.AsyncOpenAI(base_url=base + "/v1", api_key=secret, max_retries=0)
     try:
         reply = await sdk.chat.completions.create(
-            model="llama3.2", messages=[{"role": "user", "content": "hi there"}])
+            model="llama3.2", messages=[{"role": "user", "content": "hi there"}]
+        )
         assert reply.choices[0].message.content == "Echo: hi there"
 
         # 4. Set an override in the editor and see it arrive at Ollama.
@@ -116,7 +120,8 @@ async def test_admin_tasks_end_to_end(make_gateway: MakeGateway, fake_ollama: Fa
         await editor.locator("button[type=submit]").click()
         await page.wait_for_selector('form[data-model-form="qwen3:8b"] [data-saved]:text("Saved.")')
         await sdk.chat.completions.create(
-            model="qwen3:8b", messages=[{"role": "user", "content": "x"}], extra_body={"top_k": 99})
+            model="qwen3:8b", messages=[{"role": "user", "content": "x"}], extra_body={"top_k": 99}
+        )
         options = fake_ollama.last("/api/chat")["options"]
         assert options["temperature"] == 0.15 and options["top_k"] == 7  # enforce beats request
         # The "try it" box goes through the same path and shows content and reasoning.
@@ -134,27 +139,30 @@ async def test_admin_tasks_end_to_end(make_gateway: MakeGateway, fake_ollama: Fa
         await page.wait_for_selector('tr[data-model-row="llama3.2:latest"].row-off')
         with pytest.raises(openai.APIStatusError) as refused:
             await sdk.chat.completions.create(
-                model="llama3.2", messages=[{"role": "user", "content": "hi"}])
+                model="llama3.2", messages=[{"role": "user", "content": "hi"}]
+            )
         assert refused.value.status_code == 404  # as OpenAI answers for an unknown model
         assert "llama3.2" in str(refused.value.message)
         assert_clean(page)
 
         # 6. Delete the key (with confirmation) and see it refused.
         await page.goto(base + "/admin/keys")
-        await page.click('#keys-table button[data-delete-key]')
+        await page.click("#keys-table button[data-delete-key]")
         await page.wait_for_url("**/admin/keys?notice=key_deleted")
         assert "Delete key 'browser key'?" in page.dialogs[-1]
         assert "browser key" not in await page.inner_text("#keys-table")
         with pytest.raises(openai.AuthenticationError):
             await sdk.chat.completions.create(
-                model="qwen3:8b", messages=[{"role": "user", "content": "hi"}])
+                model="qwen3:8b", messages=[{"role": "user", "content": "hi"}]
+            )
         assert_clean(page)
     finally:
         await sdk.close()
 
 
 async def test_key_edit_disable_rotate_and_model_refresh(
-        make_gateway: MakeGateway, fake_ollama: FakeOllama, page: Any) -> None:
+    make_gateway: MakeGateway, fake_ollama: FakeOllama, page: Any
+) -> None:
     client = await make_gateway()
     base = base_of(client)
     await log_in_and_change_password(page, base)
@@ -214,8 +222,11 @@ async def test_key_edit_disable_rotate_and_model_refresh(
         await sdk.close()
 
     # Refresh: a model pulled into Ollama since shows up.
-    fake_ollama.models.append(FakeModel("mistral:7b", ["completion", "tools"], 32768,
-                                        family="mistral", parameter_size="7.2B"))
+    fake_ollama.models.append(
+        FakeModel(
+            "mistral:7b", ["completion", "tools"], 32768, family="mistral", parameter_size="7.2B"
+        )
+    )
     await page.goto(base + "/admin/models")
     assert await page.locator('tr[data-model-row="mistral:7b"]').count() == 0
     await page.click("#refresh-models")
@@ -275,7 +286,8 @@ async def _shoot(page: Any, name: str, focus: str | None = None) -> None:
         if phone:
             # Nothing may stick out sideways on a phone: wide tables scroll inside their box.
             overflow = await page.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
             assert overflow <= 1, f"{name}: page is {overflow}px wider than the phone"
     await page.set_viewport_size(DESKTOP)
 
@@ -311,14 +323,19 @@ async def test_screenshots_of_every_page(make_gateway: MakeGateway, page: Any) -
     try:
         for text in ("hello", "what is 2+2?", "tell me a joke"):
             await sdk.chat.completions.create(
-                model="qwen-fast", messages=[{"role": "user", "content": text}])
+                model="qwen-fast", messages=[{"role": "user", "content": text}]
+            )
     finally:
         await sdk.close()
     await client.app[USAGE].flush()  # usage rows are written in batches; show them now
 
-    for path, name in (("/admin", "dashboard"), ("/admin/models", "models"),
-                       ("/admin/keys", "keys"), ("/admin/settings", "settings"),
-                       ("/admin/usage", "usage")):
+    for path, name in (
+        ("/admin", "dashboard"),
+        ("/admin/models", "models"),
+        ("/admin/keys", "keys"),
+        ("/admin/settings", "settings"),
+        ("/admin/usage", "usage"),
+    ):
         resp = await page.goto(base + path)
         if resp.status == 404 and name == "usage":
             continue  # the usage page belongs to another module; shot once it exists

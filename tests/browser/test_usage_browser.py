@@ -22,16 +22,28 @@ async def test_usage_page_in_a_browser(make_gateway: Any, tmp_path: Any, browser
     now = time.time()
     for i in range(120):
         key = alice if i % 2 else bob
-        client.app[USAGE].record(RequestRecord(
-            ts=now - 300 * i, key_id=key.id, key_name=key.name,
-            endpoint="/v1/chat/completions", model="llama3.2", ollama_model="llama3.2:latest",
-            status=200 if i % 10 else 500, prompt_tokens=10, completion_tokens=i,
-            latency_ms=200.0 + i, ttft_ms=40.0, request_id=f"r{i}"))
+        client.app[USAGE].record(
+            RequestRecord(
+                ts=now - 300 * i,
+                key_id=key.id,
+                key_name=key.name,
+                endpoint="/v1/chat/completions",
+                model="llama3.2",
+                ollama_model="llama3.2:latest",
+                status=200 if i % 10 else 500,
+                prompt_tokens=10,
+                completion_tokens=i,
+                latency_ms=200.0 + i,
+                ttft_ms=40.0,
+                request_id=f"r{i}",
+            )
+        )
     await client.app[USAGE].flush()
     base = str(client.make_url("")).rstrip("/")
     errors: list[str] = []
-    context = await browser.new_context(viewport={"width": 1280, "height": 800},
-                                        accept_downloads=True)
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 800}, accept_downloads=True
+    )
     page = await context.new_page()
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
