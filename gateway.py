@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from api.anthropic.app import anthropic_app
 from api.core.resources import setup_resources
 from api.openai.app import openai_app
 from api.ops import setup_ops
@@ -32,6 +33,8 @@ def create_app(config: Config) -> web.Application:
     setup_request_ids(app)
     setup_resources(app)
     setup_ops(app)
+    # Before /v1: the root matches sub-app prefixes in the order they were added.
+    app.add_subapp("/v1/messages", anthropic_app())
     app.add_subapp("/v1", openai_app())
     app[ADMIN] = admin_app(config)
     app.add_subapp("/admin", app[ADMIN])

@@ -18,7 +18,17 @@ PREFIX = "ollama2openai"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 KNOWN_ENDPOINTS = frozenset(
-    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/responses"}
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/models",
+        "/v1/responses",
+        "/v1/responses/{id}",
+        "/v1/responses/{id}/input_items",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+    }
 )
 _NAME = re.compile(r"[a-z][a-z0-9_.]{0,39}")
 

@@ -28,7 +28,7 @@ from yarl import URL
 
 from api.core.content import MAX_IMAGE_URLS
 from api.core.errors import APIError
-from appkeys import IMAGES
+from appkeys import IMAGES, REGISTRY, AppState
 
 log = logging.getLogger(__name__)
 MAX_REDIRECTS = 5
@@ -245,3 +245,21 @@ async def resolve_images(
     )
     for (images, i, _), data in zip(jobs, results, strict=True):
         images[i] = data
+
+
+async def prepare_images(app: AppState, messages: Sequence[dict[str, Any]]) -> None:
+    """Fetch http(s) image URLs (guarded) and re-encode formats Ollama cannot read, in place."""
+    from api.core.image_formats import convert_images  # Pillow: imported on first use
+
+    if not any(m.get("images") for m in messages):
+        return
+    registry = app[REGISTRY]
+    await resolve_images(
+        app[IMAGES],
+        messages,
+        enabled=bool(registry.setting("image_fetch")),
+        max_bytes=int(registry.setting("image_max_bytes")),
+        time_limit=float(registry.setting("image_timeout")),
+        allow_private=bool(registry.setting("image_allow_private")),
+    )
+    await convert_images(messages)

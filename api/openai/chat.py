@@ -10,8 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from api.core.errors import APIError, bad_request
-from api.core.image_formats import convert_images
-from api.core.images import resolve_images
+from api.core.images import prepare_images
 from api.core.params import reasoning_mode
 from api.core.pipeline import CALL, Call
 from api.core.relay import StreamFailed
@@ -27,7 +26,7 @@ from api.openai.chat_response import (
     merge_usage,
 )
 from api.openai.sse import DONE, OpenAIFrames, error_frame, frame
-from appkeys import CATALOG, IMAGES, REGISTRY, STREAMS, UPSTREAM
+from appkeys import CATALOG, REGISTRY, STREAMS, UPSTREAM
 from state.options import OptionError
 
 
@@ -96,17 +95,8 @@ class ChatHandler:
         call.record.stream = plan.stream
         call.prompt = body.get("messages")
         call.admit()
-        if plan.image_urls:
-            await resolve_images(
-                request.config_dict[IMAGES],
-                plan.native["messages"],
-                enabled=bool(registry.setting("image_fetch")),
-                max_bytes=int(registry.setting("image_max_bytes")),
-                time_limit=float(registry.setting("image_timeout")),
-                allow_private=bool(registry.setting("image_allow_private")),
-            )
         if plan.has_images:
-            await convert_images(plan.native["messages"])
+            await prepare_images(request.config_dict, plan.native["messages"])
 
         def translator(i: int) -> ChoiceTranslator:
             return ChoiceTranslator(
