@@ -114,7 +114,11 @@ def test_exactly_two_setup_commands_and_ci_runs_the_test_one() -> None:
     shell_lines = [ln.strip() for lang, body in code_blocks("sh") for ln in body.splitlines()]
     installs = [ln for ln in shell_lines if "pip install" in ln]
     assert installs == [RUN_COMMAND, test_command]
-    assert ci_lines[:-1] == ["set -euo pipefail", 'cd "$(dirname "$0")/.."']
+    assert ci_lines[:2] == ["set -euo pipefail", 'cd "$(dirname "$0")/.."']
+    # Besides the test command, CI only installs Debian's Chromium for the browser tests.
+    assert "apt-get install -y -q chromium" in "\n".join(ci_lines[2:-1])
+    for tool in ("ruff check .", "ruff format --check .", "mypy", "python -m pytest"):
+        assert tool in test_command, tool
 
 
 def test_readme_run_command_starts_with_the_default_config() -> None:

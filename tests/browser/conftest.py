@@ -1,15 +1,14 @@
 """Real-browser fixtures: Debian's Chromium driven by Playwright's async API.
 
-Playwright's own browser download does not work here, so the tests launch /usr/bin/chromium
-and install it with apt when it is missing, at collection time so no per-test timeout covers
-the install (as root; otherwise they skip and say why).
+Playwright's own browser download does not work here, so the tests launch /usr/bin/chromium,
+which `.ci/run` installs with apt (`apt-get install -y chromium`); without it they fail and
+say so. Screenshots go to a temporary folder, or to `$SCREENSHOTS_DIR` when it is set (the
+README's pictures are refreshed with `SCREENSHOTS_DIR=docs/screenshots`).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,50 +27,25 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
-def ensure_chromium() -> str | None:
-    """Install Debian's Chromium with apt when it is missing; return why not, or None."""
-    if os.path.exists(CHROMIUM):
-        return None
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return (
-            f"{CHROMIUM} is missing and installing it with apt needs root "
-            "(run: apt-get install -y chromium)"
-        )
-    if shutil.which("apt-get") is None:
-        return f"{CHROMIUM} is missing and there is no apt-get to install it"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        done = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, timeout=900, check=False
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """The Chromium binary; its absence is a failure, not a skip."""
     if not os.path.exists(CHROMIUM):
-        raise RuntimeError(f"apt-get installed chromium but {CHROMIUM} does not exist")
-    return None
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Install Chromium before any test runs, so the per-test timeout does not cover apt."""
-    if any(item.get_closest_marker("browser") for item in items):
-        config.stash[_MISSING] = ensure_chromium()
-
-
-_MISSING = pytest.StashKey[str | None]()
+        pytest.fail(
+            f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` (.ci/run does)."
+        )
+    return CHROMIUM
 
 
 @pytest.fixture(scope="session")
-def chromium_path(pytestconfig: pytest.Config) -> str:
-    """The Chromium binary (installed at collection time on a clean root machine)."""
-    reason = pytestconfig.stash.get(_MISSING, None) or ensure_chromium()
-    if reason:
-        pytest.skip(reason)
-    return CHROMIUM
+def screenshots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: $SCREENSHOTS_DIR, else a temporary folder (never tracked files)."""
+    chosen = os.environ.get("SCREENSHOTS_DIR")
+    return Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
 
 
 @pytest.fixture

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
 from appkeys import USAGE
-from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS
+from tests.browser.conftest import DESKTOP, PHONE
 from tests.conftest import MakeGateway
 from tests.fake_ollama import FakeModel, FakeOllama
 
@@ -273,16 +274,16 @@ async def test_api_errors_show_next_to_field(make_gateway: MakeGateway, page: An
     assert_clean(page, allow_http_errors=True)
 
 
-async def _shoot(page: Any, name: str, focus: str | None = None) -> None:
+async def _shoot(page: Any, folder: Path, name: str, focus: str | None = None) -> None:
     """Screenshots at desktop width (whole page) and phone width (the screen a phone shows,
-    scrolled to `focus` when given)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    scrolled to `focus` when given), written into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
     for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
         await page.set_viewport_size(size)
         phone = label == "phone"
         if phone and focus:
             await page.locator(focus).first.scroll_into_view_if_needed()
-        await page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=not phone)
+        await page.screenshot(path=str(folder / f"{name}-{label}.png"), full_page=not phone)
         if phone:
             # Nothing may stick out sideways on a phone: wide tables scroll inside their box.
             overflow = await page.evaluate(
@@ -292,16 +293,18 @@ async def _shoot(page: Any, name: str, focus: str | None = None) -> None:
     await page.set_viewport_size(DESKTOP)
 
 
-async def test_screenshots_of_every_page(make_gateway: MakeGateway, page: Any) -> None:
+async def test_screenshots_of_every_page(
+    make_gateway: MakeGateway, page: Any, screenshots_dir: Path
+) -> None:
     client = await make_gateway()
     base = base_of(client)
     await page.goto(base + "/admin/login")
-    await _shoot(page, "login")
+    await _shoot(page, screenshots_dir, "login")
     await page.fill("#username", "admin")
     await page.fill("#password", "admin")
     await page.click("form button[type=submit]")
     await page.wait_for_url("**/admin/password")
-    await _shoot(page, "password")
+    await _shoot(page, screenshots_dir, "password")
     await page.fill("#current", "admin")
     await page.fill("#new", NEW_PASSWORD)
     await page.fill("#confirm", NEW_PASSWORD)
@@ -340,15 +343,17 @@ async def test_screenshots_of_every_page(make_gateway: MakeGateway, page: Any) -
         if resp.status == 404 and name == "usage":
             continue  # the usage page belongs to another module; shot once it exists
         assert resp.status == 200, (path, resp.status)
-        await _shoot(page, name)
+        await _shoot(page, screenshots_dir, name)
     await page.goto(base + "/admin/models")
     await page.click('button[data-edit-model="qwen3:8b"]')
-    await _shoot(page, "models-editor", focus='form[data-model-form="qwen3:8b"] h3')
+    await _shoot(
+        page, screenshots_dir, "models-editor", focus='form[data-model-form="qwen3:8b"] h3'
+    )
     await page.goto(base + "/admin/keys")
     await page.click("#new-key-toggle")
     await page.fill("#new-name", "phone")
     await page.check('#new-key-form input[name="models"][value="*"]')
     await page.click("#new-key-form button[type=submit]")
     await page.wait_for_selector("#secret-panel:not([hidden])")
-    await _shoot(page, "key-created")
+    await _shoot(page, screenshots_dir, "key-created")
     assert_clean(page)
